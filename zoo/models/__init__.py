@@ -1,0 +1,8 @@
+"""Model families, one file each; importing this package registers every builder."""
+
+from zoo.models import resnet
+from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.features import FeatureListNet
+from zoo.models.resnet import ResNet
+
+__all__ = ["FeatureInfo", "FeatureListNet", "ImageClassifier", "ResNet", "resnet"]

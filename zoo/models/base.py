@@ -1,0 +1,75 @@
+"""What every zoo classifier shares: input checking, the timm-style forward API and `feature_info`.
+
+    forward(x) = forward_head(forward_features(x))
+    forward_head(x, pre_logits=True) returns the pooled `num_features`-vector before the classifier.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["FeatureInfo", "ImageClassifier", "check_image_batch"]
+
+
+class FeatureInfo(list):
+    """A list of ``{"num_chs", "reduction", "module"}`` dicts, one per stage, shallowest first."""
+
+    def channels(self) -> list[int]:
+        return [info["num_chs"] for info in self]
+
+    def reduction(self) -> list[int]:
+        return [info["reduction"] for info in self]
+
+    def module_name(self) -> list[str]:
+        return [info["module"] for info in self]
+
+
+def check_image_batch(x: object, in_chans: int, model_name: str = "model") -> None:
+    """Raise a ValueError/TypeError unless ``x`` is an (N, in_chans, H, W) floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{model_name} expects a torch.Tensor of shape (N, {in_chans}, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(
+            f"{model_name} expects a 4-D batch of shape (N, {in_chans}, H, W), got a {x.ndim}-D tensor "
+            f"of shape {tuple(x.shape)}" + (" (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 else "")
+        )
+    if x.shape[1] != in_chans:
+        raise ValueError(
+            f"{model_name} expects {in_chans} input channels (N, {in_chans}, H, W), got {x.shape[1]} "
+            f"in a tensor of shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{model_name} expects a floating-point tensor, got dtype {x.dtype}")
+
+
+class ImageClassifier(nn.Module):
+    """Base class: subclasses build their layers, set ``num_features`` and ``feature_info``, and
+    implement ``forward_features`` and ``forward_head``.
+
+    ``reference_renames`` is a list of ``(regex, replacement)`` pairs applied in order to turn a
+    torchvision/timm state_dict key into this model's key (see :func:`zoo.load_reference_weights`).
+    ``feature_skip`` names top-level children that are not on the path of ``forward_features``.
+    """
+
+    reference_renames: list[tuple[str, str]] = []
+    feature_skip: tuple[str, ...] = ()
+    head_modules: tuple[str, ...] = ()
+
+    num_classes: int
+    in_chans: int
+    num_features: int
+    feature_info: FeatureInfo
+
+    def check_input(self, x: torch.Tensor) -> None:
+        check_image_batch(x, self.in_chans, type(self).__name__)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.forward_head(self.forward_features(x))

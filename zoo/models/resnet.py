@@ -1,0 +1,243 @@
+"""ResNet (He et al., 2015, arXiv:1512.03385), ResNeXt (Xie et al., 2016, arXiv:1611.05431),
+Wide ResNet (Zagoruyko & Komodakis, 2016, arXiv:1605.07146) and SE-ResNet/ResNeXt (Hu et al., 2018,
+arXiv:1709.01507), as torchvision and timm define them.
+
+    stem: 7×7/2 conv-BN-ReLU → 3×3/2 max-pool                          (stride 4)
+    layer1..layer4: residual stages of `layers[i]` blocks, widths 64·2^i  (strides 4, 8, 16, 32)
+    head: global average pool → (dropout) → linear
+
+ResNeXt and Wide ResNet differ from ResNet only in the Bottleneck's `groups` and `base_width`;
+SE-ResNets add a SqueezeExcite after each block's last BN (timm's placement and 1/16 reduction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import torch
+from torch import nn
+
+from zoo.layers import BasicBlock, Bottleneck, ConvNormAct, SqueezeExcite
+from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.registry import register_model
+
+__all__ = ["ResNet"]
+
+# torchvision/timm key → zoo key: our conv/bn pairs live in one ConvNormAct.
+_RESNET_RENAMES = [
+    (r"(^|\.)conv(\d)\.(weight|bias)$", r"\1conv\2.conv.\3"),
+    (r"(^|\.)bn(\d)\.", r"\1conv\2.bn."),
+    (r"\.downsample\.0\.", ".downsample.conv."),
+    (r"\.downsample\.1\.", ".downsample.bn."),
+]
+
+
+def _check_dilation_flags(flags: Sequence[bool] | None) -> list[bool]:
+    if flags is None:
+        return [False, False, False]
+    if isinstance(flags, (str, bytes)) or len(flags) != 3 or not all(isinstance(f, bool) for f in flags):
+        raise ValueError(
+            "replace_stride_with_dilation must be 3 booleans for layer2..layer4, e.g. "
+            f"[False, True, True] for output stride 8; got {flags!r}"
+        )
+    return list(flags)
+
+
+class ResNet(ImageClassifier):
+    """ResNet family classifier; see the module docstring for the layout."""
+
+    reference_renames = _RESNET_RENAMES
+    head_modules = ("global_pool", "fc")
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: Sequence[int],
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        groups: int = 1,
+        width_per_group: int = 64,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
+        se_layer: Callable[[int], nn.Module] | None = None,
+        drop_rate: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+        act_layer: str | Callable[..., nn.Module] = nn.ReLU,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
+        if not isinstance(in_chans, int) or in_chans < 1:
+            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        if len(layers) != 4:
+            raise ValueError(f"layers must give the block count of 4 stages, got {list(layers)}")
+        dilate = [False] + _check_dilation_flags(replace_stride_with_dilation)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        block_kwargs = dict(
+            groups=groups, base_width=width_per_group, se_layer=se_layer,
+            norm_layer=norm_layer, act_layer=act_layer,
+        )  # fmt: skip
+
+        self.conv1 = ConvNormAct(in_chans, 64, 7, stride=2, norm_layer=norm_layer, act_layer=act_layer)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        in_channels, reduction, dilation = 64, 4, 1
+        self.feature_info = FeatureInfo()
+        # (planes, stride): layer1 keeps the stem's stride 4; layer2..4 halve the resolution,
+        # unless replace_stride_with_dilation trades the stride for dilation (DeepLab).
+        for index, (planes, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)]):
+            first_dilation = dilation
+            if dilate[index]:
+                dilation *= stride
+                stride = 1
+            reduction *= stride
+            blocks = []
+            for block_index in range(layers[index]):
+                blocks.append(
+                    block(
+                        in_channels,
+                        planes,
+                        stride if block_index == 0 else 1,
+                        dilation=dilation,
+                        first_dilation=first_dilation if block_index == 0 else dilation,
+                        **block_kwargs,
+                    )
+                )
+                in_channels = planes * block.expansion
+            name = f"layer{index + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.feature_info.append({"num_chs": in_channels, "reduction": reduction, "module": name})
+
+        self.num_features = in_channels
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.drop_rate = drop_rate
+        self.fc = nn.Linear(in_channels, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, Bottleneck):
+                    nn.init.zeros_(module.conv3.bn.weight)
+                elif isinstance(module, BasicBlock):
+                    nn.init.zeros_(module.conv2.bn.weight)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.conv1(x))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.global_pool(x), 1)
+        if self.drop_rate > 0:
+            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.fc(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def _resnet(block, layers, **kwargs) -> ResNet:
+    return ResNet(block, layers, **kwargs)
+
+
+def _seresnet(block, layers, **kwargs) -> ResNet:
+    return ResNet(block, layers, se_layer=partial(SqueezeExcite, rd_ratio=1 / 16), **kwargs)
+
+
+# --- ResNet: blocks per stage (layer1, layer2, layer3, layer4) -------------------------------
+@register_model
+def resnet18(**kwargs) -> ResNet:
+    return _resnet(BasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+@register_model
+def resnet34(**kwargs) -> ResNet:
+    return _resnet(BasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def resnet50(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def resnet101(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model
+def resnet152(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 8, 36, 3], **kwargs)
+
+
+# --- ResNeXt: cardinality × bottleneck width per group ----------------------------------------
+@register_model
+def resnext50_32x4d(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kwargs)
+
+
+@register_model
+def resnext101_32x8d(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kwargs)
+
+
+@register_model
+def resnext101_64x4d(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 23, 3], groups=64, width_per_group=4, **kwargs)
+
+
+# --- Wide ResNet: bottleneck twice as wide ------------------------------------------------------
+@register_model
+def wide_resnet50_2(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kwargs)
+
+
+@register_model
+def wide_resnet101_2(**kwargs) -> ResNet:
+    return _resnet(Bottleneck, [3, 4, 23, 3], width_per_group=128, **kwargs)
+
+
+# --- SE-ResNet / SE-ResNeXt (timm) --------------------------------------------------------------
+@register_model
+def seresnet18(**kwargs) -> ResNet:
+    return _seresnet(BasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+@register_model
+def seresnet34(**kwargs) -> ResNet:
+    return _seresnet(BasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def seresnet50(**kwargs) -> ResNet:
+    return _seresnet(Bottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def seresnet101(**kwargs) -> ResNet:
+    return _seresnet(Bottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model
+def seresnet152(**kwargs) -> ResNet:
+    return _seresnet(Bottleneck, [3, 8, 36, 3], **kwargs)
+
+
+@register_model
+def seresnext50_32x4d(**kwargs) -> ResNet:
+    return _seresnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kwargs)
+
+
+@register_model
+def seresnext101_32x4d(**kwargs) -> ResNet:
+    return _seresnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=4, **kwargs)

@@ -1,0 +1,60 @@
+"""Bring your own weights: map a torchvision- or timm-format state_dict onto a zoo model.
+
+Each model class lists ``reference_renames``, regex rules that turn a reference key into the zoo key
+(e.g. torchvision ``layer1.0.bn2.weight`` → zoo ``layer1.0.conv2.bn.weight``). Loading is strict:
+every reference key must land on a zoo key of the same shape, and every zoo key must be filled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["load_reference_weights", "map_reference_keys"]
+
+
+def map_reference_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return ``state_dict`` with its keys renamed to ``model``'s, checking names and shapes."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping of parameter names to tensors, got {type(state_dict).__name__}")
+    renames = [(re.compile(pattern), repl) for pattern, repl in getattr(model, "reference_renames", [])]
+    dropped = tuple(f"{name}." for name in getattr(model, "dropped_modules", ()))
+    own = model.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for ref_key, value in state_dict.items():
+        key = ref_key[len("module."):] if ref_key.startswith("module.") else ref_key
+        for pattern, repl in renames:
+            key = pattern.sub(repl, key)
+        if key not in own:
+            if dropped and key.startswith(dropped):
+                continue  # a head weight, for a features_only model that has no head
+            raise ValueError(
+                f"reference key {ref_key!r} (mapped to {key!r}) has no counterpart in "
+                f"{type(model).__name__}: is the state_dict from the same architecture?"
+            )
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"reference key {ref_key!r} holds a {type(value).__name__}, not a tensor")
+        if value.shape != own[key].shape:
+            raise ValueError(
+                f"shape mismatch for reference key {ref_key!r} (zoo key {key!r}): reference "
+                f"{tuple(value.shape)}, zoo model {tuple(own[key].shape)}"
+            )
+        if key in mapped:
+            raise ValueError(f"two reference keys map onto zoo key {key!r}; the second is {ref_key!r}")
+        mapped[key] = value
+    missing = [key for key in own if key not in mapped]
+    if missing:
+        raise ValueError(
+            f"the reference state_dict has no value for {len(missing)} zoo key(s) of "
+            f"{type(model).__name__}, first {missing[0]!r}: is it from the same architecture?"
+        )
+    return mapped
+
+
+def load_reference_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Load a torchvision/timm state_dict into the zoo model of the same architecture (strict)."""
+    model.load_state_dict(map_reference_keys(model, state_dict), strict=True)
+    return model
