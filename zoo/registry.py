@@ -1,11 +1,11 @@
 """The model registry: builders are registered under their function name and built by name.
 
-    @register_model
-    def resnet18(*, num_classes=1000, **kwargs): ...
+@register_model
+def resnet18(*, num_classes=1000, **kwargs): ...
 
-    zoo.list_models("resnet*")          # wildcards as in fnmatch
-    zoo.create_model("resnet18", num_classes=10)
-    zoo.create_model("resnet50", features_only=True, out_indices=(1, 2, 3))
+zoo.list_models("resnet*")          # wildcards as in fnmatch
+zoo.create_model("resnet18", num_classes=10)
+zoo.create_model("resnet50", features_only=True, out_indices=(1, 2, 3))
 """
 
 from __future__ import annotations
@@ -43,9 +43,7 @@ def is_model(name: str) -> bool:
 def _unknown_model_error(name: object) -> ValueError:
     close = difflib.get_close_matches(str(name), list(_MODELS), n=5, cutoff=0.5)
     hint = f" Closest matches: {', '.join(close)}." if close else ""
-    return ValueError(
-        f"unknown model {name!r}.{hint} Available models: {', '.join(list_models())}"
-    )
+    return ValueError(f"unknown model {name!r}.{hint} Available models: {', '.join(list_models())}")
 
 
 def create_model(

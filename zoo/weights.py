@@ -25,7 +25,7 @@ def map_reference_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor])
     own = model.state_dict()
     mapped: dict[str, torch.Tensor] = {}
     for ref_key, value in state_dict.items():
-        key = ref_key[len("module."):] if ref_key.startswith("module.") else ref_key
+        key = ref_key[len("module.") :] if ref_key.startswith("module.") else ref_key
         for pattern, repl in renames:
             key = pattern.sub(repl, key)
         if key not in own:

@@ -36,8 +36,7 @@ def get_act_layer(act_layer: str | Callable[..., nn.Module] | None) -> Callable[
         key = act_layer.lower()
         if key not in _ACTIVATIONS:
             raise ValueError(
-                f"unknown activation {act_layer!r}; expected one of {sorted(_ACTIVATIONS)} "
-                "or an nn.Module class"
+                f"unknown activation {act_layer!r}; expected one of {sorted(_ACTIVATIONS)} or an nn.Module class"
             )
         return _ACTIVATIONS[key]
     raise TypeError(f"act_layer must be a name, an nn.Module class or None, got {type(act_layer).__name__}")
@@ -53,9 +52,7 @@ def make_activation(act_layer: str | Callable[..., nn.Module] | None, inplace: b
     return act_cls()
 
 
-def make_divisible(
-    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
-) -> int:
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
     """Round ``value`` to the nearest multiple of ``divisor``, at least ``min_value`` (default ``divisor``),
     adding one more ``divisor`` if rounding lost more than ``1 - round_limit`` of ``value``."""
     min_value = min_value or divisor

@@ -15,7 +15,6 @@ from torch import nn
 
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_activation
-from zoo.layers.squeeze_excite import SqueezeExcite
 
 __all__ = ["BasicBlock", "Bottleneck"]
 
@@ -62,9 +61,7 @@ class BasicBlock(nn.Module):
             in_channels, planes, 3, stride=stride, dilation=first_dilation,
             norm_layer=norm_layer, act_layer=act_layer,
         )  # fmt: skip
-        self.conv2 = ConvNormAct(
-            planes, out_channels, 3, dilation=dilation, norm_layer=norm_layer, act_layer=None
-        )
+        self.conv2 = ConvNormAct(planes, out_channels, 3, dilation=dilation, norm_layer=norm_layer, act_layer=None)
         self.se = se_layer(out_channels) if se_layer is not None else None
         self.downsample = _shortcut(in_channels, out_channels, stride, norm_layer)
         self.act = make_activation(act_layer)

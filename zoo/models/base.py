@@ -1,7 +1,7 @@
 """What every zoo classifier shares: input checking, the timm-style forward API and `feature_info`.
 
-    forward(x) = forward_head(forward_features(x))
-    forward_head(x, pre_logits=True) returns the pooled `num_features`-vector before the classifier.
+forward(x) = forward_head(forward_features(x))
+forward_head(x, pre_logits=True) returns the pooled `num_features`-vector before the classifier.
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ class FeatureListNet(nn.ModuleDict):
             layers[name] = child
             remaining.discard(name)
         if remaining:
-            raise ValueError(f"feature modules {sorted(remaining)} are not top-level children of {type(model).__name__}")
+            raise ValueError(
+                f"feature modules {sorted(remaining)} are not top-level children of {type(model).__name__}"
+            )
         super().__init__(layers)
         self.out_indices = out_indices
         self.feature_info = FeatureInfo(model.feature_info[i] for i in out_indices)

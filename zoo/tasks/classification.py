@@ -1,0 +1,106 @@
+"""Image classification as a LightningModule: cross-entropy with label smoothing, optional
+MixUp/CutMix, weight decay that skips norms and biases, and a per-step warmup schedule.
+
+Loss for logits z and (possibly soft) target distribution q, with smoothing ε over K classes:
+    q' = (1 − ε)·q + ε/K,     L = −Σ_k q'_k · log softmax(z)_k
+MixUp (Zhang et al., 2017) blends two images and their labels with λ ~ Beta(α, α); CutMix (Yun et
+al., 2019) pastes a box of one image into another and mixes the labels by area.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+from torchvision.transforms import v2
+
+from zoo.tasks.optim import param_groups_weight_decay
+
+__all__ = ["ClassificationTask"]
+
+
+def _batch_mixer(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> Callable | None:
+    if mixup_alpha < 0 or cutmix_alpha < 0:
+        raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha} and {cutmix_alpha}")
+    mixers = []
+    if mixup_alpha > 0:
+        mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if cutmix_alpha > 0:
+        mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
+class ClassificationTask(pl.LightningModule):
+    """Train ``model`` with ``optimizer`` (a partial taking ``params``) and ``scheduler`` (a partial of
+    :func:`zoo.tasks.schedules.warmup_schedule`, or None)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        *,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        skip_norm_and_bias_decay: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        self.skip_norm_and_bias_decay = skip_norm_and_bias_decay
+        self.mixer = _batch_mixer(num_classes, mixup_alpha, cutmix_alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _check_batch(self, labels: torch.Tensor) -> None:
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"labels must lie in 0..{self.num_classes - 1} for a {self.num_classes}-class model, "
+                f"got values from {int(labels.min())} to {int(labels.max())}"
+            )
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        self._check_batch(labels)
+        targets = labels
+        if self.mixer is not None:
+            images, targets = self.mixer(images, labels)
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        self._check_batch(labels)
+        logits = self.model(images)
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True)
+        self.log("val/acc", (logits.argmax(dim=1) == labels).float().mean(), on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        groups = param_groups_weight_decay(self.model, weight_decay, self.skip_norm_and_bias_decay)
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=total_steps, steps_per_epoch=max(1, total_steps // epochs)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,96 @@
+"""`train(cfg)`: compose data, model, task, trainer from a Hydra config, fit, and return metrics.
+
+`train.py` is a thin `@hydra.main` over this function, so tests call it on a composed config.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.analysis import count_macs, count_parameters
+from zoo.checkpoint import AtomicCheckpointIO
+
+__all__ = ["train"]
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a callbacks/logger mapping; TensorBoard only when installed."""
+    objects = []
+    for name, entry in (group or {}).items():
+        if entry is None:
+            continue
+        if "TensorBoardLogger" in str(entry.get("_target_", "")) and not _tensorboard_available():
+            log.info("tensorboard is not installed: logging to CSV only (pip install tensorboard)")
+            continue
+        if "_target_" not in entry:
+            raise ValueError(f"config entry {name!r} has no _target_: {OmegaConf.to_yaml(entry)}")
+        objects.append(instantiate(entry))
+    return objects
+
+
+def _tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+
+
+def _to_float(value: Any) -> Any:
+    return float(value) if isinstance(value, torch.Tensor) else value
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the configured model; return final metrics, best validation accuracy, params and MACs."""
+    if cfg.get("print_config"):
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
+    task = instantiate(
+        cfg.task,
+        model=model,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        num_classes=datamodule.num_classes,
+    )
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=_instantiate_group(cfg.get("callbacks")),
+        logger=_instantiate_group(cfg.get("logger")) or False,
+        plugins=[AtomicCheckpointIO()],
+    )
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    metrics = {key: _to_float(value) for key, value in trainer.callback_metrics.items()}
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_score if checkpoint is not None else None
+    metrics["best_val_acc"] = _to_float(best) if best is not None else metrics.get("val/acc")
+    metrics["params"] = count_parameters(model)
+    metrics["macs"] = count_macs(model, (datamodule.in_chans, datamodule.image_size, datamodule.image_size))
+    metrics["output_dir"] = str(Path(cfg.paths.output_dir).resolve())
+    _print_summary(cfg, metrics, checkpoint)
+    return metrics
+
+
+def _print_summary(cfg: DictConfig, metrics: dict[str, Any], checkpoint) -> None:
+    best = metrics["best_val_acc"]
+    lines = [
+        "",
+        f"model          {cfg.model.name}",
+        f"params         {metrics['params']:,}",
+        f"MACs           {metrics['macs'] / 1e6:,.1f} M per {cfg.data.get('image_size', '?')}px image "
+        f"(fvcore: 1 fused multiply-add = 1 MAC; FLOPs ≈ 2 × MACs)",
+        f"best val acc   {best:.4f}" if best is not None else "best val acc   n/a",
+        f"run directory  {metrics['output_dir']}",
+    ]
+    if checkpoint is not None and checkpoint.best_model_path:
+        lines.append(f"checkpoints    best: {checkpoint.best_model_path}  last: {checkpoint.last_model_path}")
+    print("\n".join(lines))
