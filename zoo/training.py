@@ -12,6 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +22,16 @@ from zoo.checkpoint import AtomicCheckpointIO
 __all__ = ["train"]
 
 log = logging.getLogger(__name__)
+
+
+def _build(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, but a ValueError/TypeError raised by our code reaches the user unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (ValueError, TypeError)):
+            raise error.__cause__ from None
+        raise
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -34,7 +45,7 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
             continue
         if "_target_" not in entry:
             raise ValueError(f"config entry {name!r} has no _target_: {OmegaConf.to_yaml(entry)}")
-        objects.append(instantiate(entry))
+        objects.append(_build(entry))
     return objects
 
 
@@ -52,16 +63,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
-    task = instantiate(
+    datamodule = _build(cfg.data)
+    model = _build(cfg.model, num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
+    task = _build(
         cfg.task,
         model=model,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        optimizer=_build(cfg.optimizer),
+        scheduler=_build(cfg.scheduler) if cfg.get("scheduler") else None,
         num_classes=datamodule.num_classes,
     )
-    trainer: pl.Trainer = instantiate(
+    trainer: pl.Trainer = _build(
         cfg.trainer,
         callbacks=_instantiate_group(cfg.get("callbacks")),
         logger=_instantiate_group(cfg.get("logger")) or False,

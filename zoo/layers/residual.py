@@ -16,7 +16,16 @@ from torch import nn
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_activation
 
-__all__ = ["BasicBlock", "Bottleneck"]
+__all__ = ["RESIDUAL_REFERENCE_RENAMES", "BasicBlock", "Bottleneck"]
+
+# torchvision/timm key → zoo key (see zoo.load_reference_weights): each conv/bn pair of the
+# reference is one ConvNormAct here, and the projection shortcut's Sequential is a ConvNormAct.
+RESIDUAL_REFERENCE_RENAMES = [
+    (r"(^|\.)conv(\d)\.(weight|bias)$", r"\1conv\2.conv.\3"),
+    (r"(^|\.)bn(\d)\.", r"\1conv\2.bn."),
+    (r"(^|\.)downsample\.0\.", r"\1downsample.conv."),
+    (r"(^|\.)downsample\.1\.", r"\1downsample.bn."),
+]
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int, norm_layer) -> nn.Module | None:
@@ -34,6 +43,7 @@ class BasicBlock(nn.Module):
     """
 
     expansion = 1
+    reference_renames = RESIDUAL_REFERENCE_RENAMES
 
     def __init__(
         self,
@@ -87,6 +97,7 @@ class Bottleneck(nn.Module):
     """
 
     expansion = 4
+    reference_renames = RESIDUAL_REFERENCE_RENAMES
 
     def __init__(
         self,

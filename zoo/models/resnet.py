@@ -19,18 +19,11 @@ import torch
 from torch import nn
 
 from zoo.layers import BasicBlock, Bottleneck, ConvNormAct, SqueezeExcite
+from zoo.layers.residual import RESIDUAL_REFERENCE_RENAMES
 from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.registry import register_model
 
 __all__ = ["ResNet"]
-
-# torchvision/timm key → zoo key: our conv/bn pairs live in one ConvNormAct.
-_RESNET_RENAMES = [
-    (r"(^|\.)conv(\d)\.(weight|bias)$", r"\1conv\2.conv.\3"),
-    (r"(^|\.)bn(\d)\.", r"\1conv\2.bn."),
-    (r"\.downsample\.0\.", ".downsample.conv."),
-    (r"\.downsample\.1\.", ".downsample.bn."),
-]
 
 
 def _check_dilation_flags(flags: Sequence[bool] | None) -> list[bool]:
@@ -47,7 +40,7 @@ def _check_dilation_flags(flags: Sequence[bool] | None) -> list[bool]:
 class ResNet(ImageClassifier):
     """ResNet family classifier; see the module docstring for the layout."""
 
-    reference_renames = _RESNET_RENAMES
+    reference_renames = RESIDUAL_REFERENCE_RENAMES
     head_modules = ("global_pool", "fc")
 
     def __init__(

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up on first use, then run the test suite (the slow learning runs: `bash scripts/test.sh -m slow`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,102 @@
+"""train(cfg) end to end on composed configs, and the train.py command line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+import zoo
+from zoo.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SMALL_DATA = ["data.train_size=64", "data.val_size=32", "data.batch_size=16"]
+
+
+def compose_train(tmp_path, *overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={tmp_path}", *SMALL_DATA, *overrides])
+
+
+def test_every_model_config_instantiates_its_registered_model():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    names = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+    assert names == zoo.list_models(), "each registered model needs configs/model/<name>.yaml and vice versa"
+    for name in names:
+        cfg = OmegaConf.load(CONFIGS / "model" / f"{name}.yaml")
+        model = instantiate(cfg, num_classes=3)
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3), name
+
+
+def test_fast_dev_run_returns_metrics(tmp_path):
+    metrics = train(compose_train(tmp_path, "trainer.fast_dev_run=true"))
+    assert 0.0 <= metrics["val/acc"] <= 1.0
+    assert metrics["params"] == sum(p.numel() for p in zoo.create_model("resnet18", num_classes=10).parameters())
+    assert metrics["macs"] > 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=seresnet18", "optimizer=adamw", "scheduler=step"],
+        ["scheduler=constant", "task.label_smoothing=0.1", "task.mixup_alpha=0.2", "task.cutmix_alpha=1.0"],
+        ["experiment=synthetic_recipe"],
+    ],
+)
+def test_recipe_switches_run(tmp_path, overrides):
+    metrics = train(compose_train(tmp_path, "trainer.fast_dev_run=true", *overrides))
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_short_run_writes_checkpoints_and_csv_logs(tmp_path):
+    metrics = train(compose_train(tmp_path, "debug=limit", "seed=3"))
+    checkpoints = tmp_path / "checkpoints"
+    assert (checkpoints / "last.ckpt").is_file() and (checkpoints / "best.ckpt").is_file()
+    assert not list(checkpoints.glob("*.tmp")), "atomic save left a temporary file behind"
+    ckpt = torch.load(checkpoints / "best.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 or ckpt["epoch"] == 0
+    log = (tmp_path / "csv" / "metrics.csv").read_text()
+    assert "val/acc" in log and "train/loss_epoch" in log
+    assert metrics["best_val_acc"] == pytest.approx(
+        max(float(ckpt["callbacks"][k]["best_model_score"]) for k in ckpt["callbacks"] if "ModelCheckpoint" in k)
+    )
+
+
+def test_unknown_model_name_lists_available(tmp_path):
+    with pytest.raises(ValueError, match="Available models: .*resnet18"):
+        train(compose_train(tmp_path, "trainer.fast_dev_run=true", "model.name=resnet19"))
+
+
+def run_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_cli_fast_dev_run_prints_summary(tmp_path):
+    result = run_cli("trainer.fast_dev_run=true", *SMALL_DATA, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "model          resnet18" in result.stdout and "best val acc" in result.stdout
+
+
+def test_cli_multirun_over_models(tmp_path):
+    result = run_cli(
+        "-m", "model=resnet18,seresnet18", "trainer.fast_dev_run=true", *SMALL_DATA,
+        f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "model          resnet18" in result.stdout and "model          seresnet18" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0_resnet18", "1_seresnet18"]
+
+
+def test_cli_wrong_model_group_lists_options(tmp_path):
+    result = run_cli("model=resnet19", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "resnet18" in result.stderr and "resnet19" in result.stderr
