@@ -176,8 +176,8 @@ class SyntheticDataModule(ClassificationDataModule):
 
     def __init__(
         self,
-        train_size: int = 8000,
-        val_size: int = 2000,
+        train_size: int = 6000,
+        val_size: int = 1000,
         image_size: int = 32,
         batch_size: int = 128,
         num_workers: int = 0,

@@ -1,0 +1,30 @@
+"""The default run learns: `python train.py model=resnet18` reaches ≥ 80 % on the built-in data."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from test_train import CONFIGS
+
+import zoo
+from zoo.data.synthetic import SyntheticClassification
+from zoo.training import train
+
+
+def test_untrained_model_is_at_chance():
+    data = SyntheticClassification(1000, seed=1)
+    model = zoo.create_model("resnet18", num_classes=10).eval()
+    with torch.no_grad():
+        accuracy = (model(data.images).argmax(1) == data.labels).float().mean().item()
+    assert accuracy < 0.2  # 10 balanced classes: chance is 0.1
+
+
+@pytest.mark.slow
+def test_default_run_reaches_80_percent(tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}"])
+    assert cfg.model.name == "resnet18" and cfg.data._target_.endswith("SyntheticDataModule")
+    metrics = train(cfg)
+    assert metrics["best_val_acc"] >= 0.80
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
