@@ -100,3 +100,19 @@ def test_cli_wrong_model_group_lists_options(tmp_path):
     result = run_cli("model=resnet19", cwd=tmp_path)
     assert result.returncode != 0
     assert "resnet18" in result.stderr and "resnet19" in result.stderr
+
+
+def test_resume_from_last_checkpoint_loads_with_weights_only(tmp_path):
+    train(compose_train(tmp_path, "debug=limit"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    first_step = torch.load(last, weights_only=True)["global_step"]
+    metrics = train(compose_train(tmp_path, "debug=limit", "trainer.max_epochs=3", f"ckpt_path={last}"))
+    assert torch.load(last, weights_only=True)["global_step"] == first_step + 4  # one more epoch of 4 batches
+    assert "val/acc" in metrics
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="could not load checkpoint"):
+        train(compose_train(tmp_path, "debug=limit", f"ckpt_path={bad}"))
