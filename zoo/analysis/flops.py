@@ -1,38 +1,222 @@
-"""Parameter and multiply-add counts, measured by fvcore on the model in eval mode.
+"""Parameters and multiply-adds: fvcore's count, cross-checked by an independent closed-form count.
 
-Convention: fvcore counts one fused multiply-add as one "flop"; we call that a MAC. Readers used
-to counting multiplies and adds separately should double it (2·MACs).
+Convention: fvcore counts one fused multiply-add as one "flop"; zoo calls that a MAC everywhere and
+shows 2·MACs beside it for readers used to counting multiplies and adds separately. The model is
+counted in eval mode on a batch of one.
+
+Two paths, which must agree exactly:
+- fvcore traces the model with the JIT and counts each supported aten operator;
+- the closed form records each leaf module's input and output shape with forward hooks and applies
+  the textbook formula of its layer type (`zoo.analysis.formulas`), never fvcore's arithmetic.
+Operators fvcore does not count (element-wise ops, max-pooling, `mean`, …) are listed with how
+often they ran, so an undercount is never mistaken for a count.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-__all__ = ["count_macs", "count_parameters"]
+with warnings.catch_warnings():  # fvcore's focal loss is jit-scripted at import, which torch deprecates
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+
+from zoo.analysis.formulas import layer_macs
+
+__all__ = ["FlopCount", "LayerCount", "count_flops", "count_macs", "count_parameters", "resolve_input_size"]
+
+
+@dataclass
+class LayerCount:
+    """One module's row: ``macs`` from fvcore, ``macs_closed_form`` from the formulas."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None
+    params: int
+    macs: int
+    macs_closed_form: int
+    share: float
+
+
+@dataclass
+class FlopCount:
+    model: str
+    input_size: tuple[int, int, int]
+    params: int
+    macs: int
+    macs_closed_form: int
+    unsupported_ops: dict[str, int]
+    layers: list[LayerCount] = field(default_factory=list)
+
+    @property
+    def flops(self) -> int:
+        """2·MACs: multiplies and adds counted separately."""
+        return 2 * self.macs
+
+    def to_dict(self, with_layers: bool = False) -> dict:
+        result = asdict(self)
+        result["flops"] = self.flops
+        result["input_size"] = list(self.input_size)
+        if not with_layers:
+            del result["layers"]
+        return result
+
+    def table(self, depth: int | None = None) -> str:
+        """Per-module rows (leaves, or modules ``depth`` levels deep) and the totals, as aligned text."""
+        rows = self.layers if depth is None else _aggregate(self.layers, depth)
+        header = ("module", "type", "output", "params", "MACs", "closed form", "share")
+        lines = [
+            (
+                r.name,
+                r.type,
+                "×".join(map(str, r.output_shape)) if r.output_shape else "",
+                f"{r.params:,}",
+                f"{r.macs:,}",
+                f"{r.macs_closed_form:,}",
+                f"{100 * r.share:.1f}%",
+            )  # fmt: skip
+            for r in rows
+        ]
+        widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
+        fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
+        out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+        out += [fmt.format(*line) for line in lines]
+        out += [
+            "",
+            f"model            {self.model} at input {'×'.join(map(str, self.input_size))}",
+            f"params           {self.params:,}",
+            f"MACs (fvcore)    {self.macs:,}  ({self.macs / 1e9:.3f} G; 1 fused multiply-add = 1 MAC)",
+            f"FLOPs = 2×MACs   {self.flops:,}  ({self.flops / 1e9:.3f} G)",
+            f"MACs closed form {self.macs_closed_form:,}  ({'agrees' if self.macs == self.macs_closed_form else 'DIFFERS'})",
+            "not counted      " + (", ".join(f"{op} ×{n}" for op, n in sorted(self.unsupported_ops.items())) or "none"),
+        ]
+        return "\n".join(out)
+
+
+def _aggregate(layers: list[LayerCount], depth: int) -> list[LayerCount]:
+    groups: dict[str, LayerCount] = {}
+    for layer in layers:
+        key = ".".join(layer.name.split(".")[:depth])
+        if key not in groups:
+            groups[key] = LayerCount(key, layer.type if key == layer.name else "", layer.output_shape, 0, 0, 0, 0.0)
+        group = groups[key]
+        group.params += layer.params
+        group.macs += layer.macs
+        group.macs_closed_form += layer.macs_closed_form
+        group.share += layer.share
+        group.output_shape = layer.output_shape  # the last layer's output is the group's
+    return list(groups.values())
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_macs(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> int:
-    """Multiply-adds of one forward pass on a single (C, H, W) input, counted by fvcore."""
-    if len(input_size) != 3:
-        raise ValueError(f"input_size must be (C, H, W), got {tuple(input_size)}")
+def resolve_input_size(input_size: int | Sequence[int], in_chans: int = 3) -> tuple[int, int, int]:
+    """``224`` → (in_chans, 224, 224); ``(H, W)`` → (in_chans, H, W); ``(C, H, W)`` stays."""
+    size = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    if not all(isinstance(s, int) and s > 0 for s in size) or len(size) not in (1, 2, 3):
+        raise ValueError(f"input_size must be S, (H, W) or (C, H, W) of positive ints, got {input_size!r}")
+    if len(size) == 1:
+        return (in_chans, size[0], size[0])
+    if len(size) == 2:
+        return (in_chans, *size)
+    return size  # type: ignore[return-value]
+
+
+def _closed_form_by_module(model: nn.Module, inputs: torch.Tensor) -> tuple[dict[str, int], dict[str, tuple]]:
+    """Closed-form MACs per leaf module and the output shape of every module, from one hooked pass."""
+    macs: Counter[str] = Counter()
+    shapes: dict[str, tuple] = {}
+    handles = []
+
+    def hook(name: str, module: nn.Module):
+        def record(_module, args, output):
+            if isinstance(output, torch.Tensor):
+                shapes[name] = tuple(output.shape)
+            if not list(module.children()) and args and isinstance(args[0], torch.Tensor):
+                count = layer_macs(module, tuple(args[0].shape), tuple(output.shape))
+                if count:
+                    macs[name] += count
+
+        return record
+
+    for name, module in model.named_modules():
+        if name:
+            handles.append(module.register_forward_hook(hook(name, module)))
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return dict(macs), shapes
+
+
+def count_flops(model: nn.Module | str, input_size: int | Sequence[int] = (3, 224, 224), **model_kwargs) -> FlopCount:
+    """Count ``model`` (a module, or a registered name built with ``model_kwargs``) on one input of
+    ``input_size``: params, fvcore MACs, closed-form MACs, per-layer rows, uncounted operators."""
+    if isinstance(model, str):
+        import zoo
+
+        name = model
+        model = zoo.create_model(model, **model_kwargs)
+    else:
+        name = type(model).__name__
+    size = resolve_input_size(input_size, getattr(model, "in_chans", 3))
     param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    inputs = torch.zeros(1, *size, device=param.device if param is not None else "cpu")
+
     was_training = model.training
     model.eval()
     try:
-        inputs = torch.zeros(1, *input_size, device=device)
         analysis = FlopCountAnalysis(model, inputs)
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         logging.getLogger("fvcore").setLevel(logging.ERROR)
-        return int(analysis.total())
+        total = int(analysis.total())
+        by_module = analysis.by_module()
+        unsupported = dict(analysis.unsupported_ops())
+        closed_form, shapes = _closed_form_by_module(model, inputs)
     finally:
         model.train(was_training)
+
+    layers = []
+    for module_name, module in model.named_modules():
+        if not module_name or list(module.children()):
+            continue
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        fv = int(by_module.get(module_name, 0))
+        cf = closed_form.get(module_name, 0)
+        if params or fv or cf:
+            layers.append(
+                LayerCount(
+                    module_name,
+                    type(module).__name__,
+                    shapes.get(module_name),
+                    params,
+                    fv,
+                    cf,
+                    fv / total if total else 0.0,
+                )
+            )
+    return FlopCount(
+        model=name,
+        input_size=size,
+        params=count_parameters(model),
+        macs=total,
+        macs_closed_form=sum(closed_form.values()),
+        unsupported_ops=unsupported,
+        layers=layers,
+    )
+
+
+def count_macs(model: nn.Module, input_size: int | Sequence[int] = (3, 224, 224)) -> int:
+    """fvcore MACs of one forward pass on a single input (see :func:`count_flops`)."""
+    return count_flops(model, input_size).macs

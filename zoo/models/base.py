@@ -55,6 +55,8 @@ class ImageClassifier(nn.Module):
     reference_renames: list[tuple[str, str]] = []
     feature_skip: tuple[str, ...] = ()
     head_modules: tuple[str, ...] = ()
+    # The (H, W) the architecture was published at: FLOPs reports count at this size.
+    default_input_size: tuple[int, int] = (224, 224)
 
     num_classes: int
     in_chans: int
