@@ -86,6 +86,7 @@ class FlopCount:
         ]
         widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
         fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
+        agree = self.macs == self.macs_closed_form
         out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
         out += [fmt.format(*line) for line in lines]
         out += [
@@ -94,7 +95,7 @@ class FlopCount:
             f"params           {self.params:,}",
             f"MACs (fvcore)    {self.macs:,}  ({self.macs / 1e9:.3f} G; 1 fused multiply-add = 1 MAC)",
             f"FLOPs = 2×MACs   {self.flops:,}  ({self.flops / 1e9:.3f} G)",
-            f"MACs closed form {self.macs_closed_form:,}  ({'agrees' if self.macs == self.macs_closed_form else 'DIFFERS'})",
+            f"MACs closed form {self.macs_closed_form:,}  ({'agrees' if agree else 'DIFFERS from fvcore'})",
             "not counted      " + (", ".join(f"{op} ×{n}" for op, n in sorted(self.unsupported_ops.items())) or "none"),
         ]
         return "\n".join(out)
