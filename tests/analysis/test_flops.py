@@ -120,6 +120,27 @@ def test_doubling_the_input_side():
             assert b.macs == 4 * a.macs, a.name
 
 
+def test_models_returning_lists_and_dicts_are_counted():
+    backbone = zoo.create_model("resnet18", features_only=True)
+    full = count_flops("resnet18", 64)
+    result = count_flops(backbone, 64)
+    assert result.macs == result.macs_closed_form
+    # The backbone is the classifier minus pooling and classifier head.
+    assert result.macs == full.macs - sum(r.macs for r in full.layers if r.name in ("global_pool", "fc"))
+
+    class DictOutput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.body(x)
+            return {"out": y, "aux": [y.mean()]}
+
+    result = count_flops(DictOutput(), (3, 8, 8))
+    assert result.macs == result.macs_closed_form == 8 * 8 * 4 * 9 * 3
+
+
 def test_input_size_forms_and_errors():
     assert count_flops("resnet18", (96, 64)).input_size == (3, 96, 64)
     assert count_flops("resnet18", 32, in_chans=1).input_size == (1, 32, 32)

@@ -132,6 +132,28 @@ def resolve_input_size(input_size: int | Sequence[int], in_chans: int = 3) -> tu
     return size  # type: ignore[return-value]
 
 
+def _flatten_tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _flatten_tensors(item)]
+    return []
+
+
+class _FlatOutputs(nn.Module):
+    """Tracing wrapper: models that return dicts or lists (feature pyramids, detectors, segmenters)
+    are traced as returning a flat tuple of tensors."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(_flatten_tensors(self.model(x)))
+
+
 def _closed_form_by_module(model: nn.Module, inputs: torch.Tensor) -> tuple[dict[str, int], dict[str, tuple]]:
     """Closed-form MACs per leaf module and the output shape of every module, from one hooked pass."""
     macs: Counter[str] = Counter()
@@ -178,11 +200,11 @@ def count_flops(model: nn.Module | str, input_size: int | Sequence[int] = (3, 22
     was_training = model.training
     model.eval()
     try:
-        analysis = FlopCountAnalysis(model, inputs)
+        analysis = FlopCountAnalysis(_FlatOutputs(model), inputs)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         logging.getLogger("fvcore").setLevel(logging.ERROR)
         total = int(analysis.total())
-        by_module = analysis.by_module()
+        by_module = {key.removeprefix("model."): value for key, value in analysis.by_module().items()}
         unsupported = dict(analysis.unsupported_ops())
         closed_form, shapes = _closed_form_by_module(model, inputs)
     finally:
