@@ -50,13 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = result.to_dict()
         if rf is not None:
-            payload["receptive_field"] = [dict(row) for row in rf.stages()]
+            payload["receptive_field"] = [
+                {"module": stage.module, "reduction": stage.reduction, "size": stage.geometry.size,
+                 "jump": stage.geometry.jump, "start": stage.geometry.start}
+                for stage in rf.stages()
+            ]  # fmt: skip
         print(json.dumps(payload))
         return 0
     print(result.table(depth=args.depth))
     if rf is not None:
         print("\nreceptive field per stage (size r, jump j = effective stride, start = centre of the first unit)")
-        print(rf.table(stages_only=True))
+        print(rf.table(stages=True))
     return 0
 
 

@@ -171,6 +171,21 @@ def test_cli_table_and_errors(capsys):
     assert "Closest matches" in capsys.readouterr().err
 
 
+def test_cli_receptive_field(capsys):
+    assert flops_main(["resnet18", "--rf"]) == 0
+    out = capsys.readouterr().out
+    # ResNet-18 layer1: stem 7×7/2 (r 7, j 2), max-pool 3×3/2 (r 11, j 4), four 3×3 convs (+8 each) → 43.
+    assert any(line.split()[:3] == ["layer1", "4", "43"] for line in out.splitlines())
+    assert flops_main(["resnet18", "--rf", "--json"]) == 0
+    stages = json.loads(capsys.readouterr().out)["receptive_field"]
+    assert [s["reduction"] for s in stages] == [4, 8, 16, 32] and stages[0]["size"] == [43, 43]
+
+
+def test_top_level_names():
+    assert zoo.count_flops is count_flops
+    assert zoo.receptive_field(zoo.create_model("resnet18"), (3, 64, 64)).stages()[0].geometry.size == (43, 43)
+
+
 def test_cli_module_entry_point():
     result = subprocess.run(
         [sys.executable, "-m", "zoo.flops", "resnet18", "--json"], capture_output=True, text=True, cwd=ROOT

@@ -18,6 +18,8 @@ an in-place ``+=``) is unseen by hooks: it takes the geometry of the recorded te
 (C, H, W) with the largest r, else of the same (H, W), else the input's. So a residual sum follows its
 larger-r branch, not its 1×1 projection shortcut. A 1×1 map that matches nothing is a pooled vector
 (squeeze-excite) and is off the main path, as is whatever follows an adaptive pool to 1×1 (the head).
+An adaptive pool whose output size divides its input size counts as the fixed pool k = s = input/output;
+one with uneven bins ends the path like a global pool.
 The reported layers are the chain that leads to the model's last 4-D output or, for a classifier, to
 its last global pool.
 
