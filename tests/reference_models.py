@@ -27,10 +27,7 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def reference_model(name: str, **kwargs) -> nn.Module:
-    """The torchvision or timm model of the same name, randomly initialised."""
-    import timm
-    import torchvision
+    """The torchvision or timm counterpart of zoo model ``name``, randomly initialised."""
+    from zoo.reference import build_reference
 
-    if hasattr(torchvision.models, name):
-        return getattr(torchvision.models, name)(weights=None, **kwargs)
-    return timm.create_model(name, pretrained=False, **kwargs)
+    return build_reference(name, **kwargs)

@@ -62,3 +62,37 @@ def test_weight_decay_skips_norm_and_bias():
     assert {id(p) for p in decay["params"]} == conv_and_fc and decay["weight_decay"] == 0.05
     (everything,) = param_groups_weight_decay(model, 0.05, skip_norm_and_bias=False)
     assert len(everything["params"]) == len(list(model.parameters()))
+
+
+def test_auxiliary_losses_are_added_with_the_declared_weights():
+    from collections import namedtuple
+
+    from torch.nn import functional as F  # noqa: N812
+
+    from zoo.tasks.classification import ClassificationTask
+
+    Outputs = namedtuple("Outputs", ["logits", "aux_logits2", "aux_logits1"])
+
+    class TwoAux(nn.Module):
+        aux_loss_weights = (0.3, 0.3)
+
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return Outputs(self.fc(x), 2 * self.fc(x), -self.fc(x))
+
+    torch.manual_seed(0)
+    model = TwoAux()
+    task = ClassificationTask(model, optimizer=torch.optim.SGD, num_classes=3)
+    task.log = lambda *args, **kwargs: None
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    loss = task.training_step((x, y), 0)
+    logits = model.fc(x)
+    expected = F.cross_entropy(logits, y) + 0.3 * F.cross_entropy(2 * logits, y) + 0.3 * F.cross_entropy(-logits, y)
+    torch.testing.assert_close(loss, expected)
+
+    model.aux_loss_weights = (0.3,)
+    with pytest.raises(ValueError, match="2 auxiliary outputs but declares 1"):
+        task.training_step((x, y), 0)

@@ -57,6 +57,8 @@ class ImageClassifier(nn.Module):
     head_modules: tuple[str, ...] = ()
     # The (H, W) the architecture was published at: FLOPs reports count at this size.
     default_input_size: tuple[int, int] = (224, 224)
+    # The smallest (H, W) the architecture accepts (valid-padded stems need more than 32).
+    min_input_size: tuple[int, int] = (32, 32)
 
     num_classes: int
     in_chans: int

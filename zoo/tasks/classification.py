@@ -3,6 +3,10 @@ MixUp/CutMix, weight decay that skips norms and biases, and a per-step warmup sc
 
 Loss for logits z and (possibly soft) target distribution q, with smoothing ε over K classes:
     q' = (1 − ε)·q + ε/K,     L = −Σ_k q'_k · log softmax(z)_k
+Models with auxiliary classifiers (GoogLeNet, Inception v3) return a named tuple in training,
+``(logits, *aux_logits)``; their losses are added with the weights the model declares in
+``aux_loss_weights`` (0.3 for each of GoogLeNet's two, 0.4 for Inception v3's):
+    L_total = L(logits) + Σ_i w_i · L(aux_i)
 MixUp (Zhang et al., 2017) blends two images and their labels with λ ~ Beta(α, α); CutMix (Yun et
 al., 2019) pastes a box of one image into another and mixes the labels by area.
 """
@@ -78,12 +82,27 @@ class ClassificationTask(pl.LightningModule):
         targets = labels
         if self.mixer is not None:
             images, targets = self.mixer(images, labels)
-        logits = self.model(images)
+        logits, aux_outputs = self._split_outputs(self.model(images))
         loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        for weight, aux_logits in aux_outputs:
+            loss = loss + weight * F.cross_entropy(aux_logits, targets, label_smoothing=self.label_smoothing)
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def _split_outputs(self, outputs) -> tuple[torch.Tensor, list[tuple[float, torch.Tensor]]]:
+        """Main logits and ``(weight, aux_logits)`` pairs from a plain tensor or a named tuple."""
+        if isinstance(outputs, torch.Tensor):
+            return outputs, []
+        weights = tuple(getattr(self.model, "aux_loss_weights", ()))
+        logits, *aux = outputs
+        if len(aux) != len(weights):
+            raise ValueError(
+                f"{type(self.model).__name__} returned {len(aux)} auxiliary outputs but declares "
+                f"{len(weights)} aux_loss_weights"
+            )
+        return logits, [(w, a) for w, a in zip(weights, aux, strict=True) if a is not None]
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
