@@ -24,15 +24,19 @@ def compose_train(tmp_path, *overrides):
 
 
 def test_every_model_config_instantiates_its_registered_model():
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from zoo.training import build_model
 
     names = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
     assert names == zoo.list_models(), "each registered model needs configs/model/<name>.yaml and vice versa"
     for name in names:
         cfg = OmegaConf.load(CONFIGS / "model" / f"{name}.yaml")
-        model = instantiate(cfg, num_classes=3)
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3), name
+        model = build_model(cfg, num_classes=3).eval()
+        side = cfg.get("input_size", max(64, *model.min_input_size))
+        side = max(model.min_input_size[0], min(side, 96))  # small, but at least the minimum
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, side, side)).shape == (1, 3), name
 
 
 def test_fast_dev_run_returns_metrics(tmp_path):
@@ -67,6 +71,24 @@ def test_short_run_writes_checkpoints_and_csv_logs(tmp_path):
     assert metrics["best_val_acc"] == pytest.approx(
         max(float(ckpt["callbacks"][k]["best_model_score"]) for k in ckpt["callbacks"] if "ModelCheckpoint" in k)
     )
+
+
+def test_too_small_data_for_the_model_is_a_clear_error(tmp_path):
+    from zoo.training import _check_input_size
+
+    class Tiny:
+        min_input_size = (75, 75)
+
+    class Data:
+        image_size = 32
+
+    with pytest.raises(ValueError, match=r"needs inputs of at least 75×75 pixels, but the data gives 32×32"):
+        _check_input_size(Tiny(), Data(), "inception_v3")
+
+
+def test_model_config_input_size_sets_the_synthetic_image_size(tmp_path):
+    cfg = compose_train(tmp_path, "+model.input_size=48")
+    assert cfg.data.image_size == 48
 
 
 def test_unknown_model_name_lists_available(tmp_path):

@@ -19,7 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.analysis import count_macs, count_parameters
 from zoo.checkpoint import AtomicCheckpointIO
 
-__all__ = ["train"]
+__all__ = ["build_model", "train"]
+
+# Keys of a model config that describe how to run the model, not arguments of its builder.
+MODEL_RUN_KEYS = ("input_size",)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,22 @@ def _build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(error.__cause__, (ValueError, TypeError)):
             raise error.__cause__ from None
         raise
+
+
+def build_model(model_cfg: DictConfig, **kwargs: Any):
+    """Instantiate a ``configs/model/*.yaml`` entry, leaving out the run options (``input_size``)."""
+    builder_cfg = OmegaConf.create({k: v for k, v in model_cfg.items() if k not in MODEL_RUN_KEYS})
+    return _build(builder_cfg, **kwargs)
+
+
+def _check_input_size(model: Any, datamodule: Any, model_name: str) -> None:
+    minimum = getattr(model, "min_input_size", (1, 1))
+    size = getattr(datamodule, "image_size", None)
+    if size is not None and size < max(minimum):
+        raise ValueError(
+            f"{model_name} needs inputs of at least {minimum[0]}×{minimum[1]} pixels, but the data gives "
+            f"{size}×{size}: choose a larger data.image_size (the built-in and ImageFolder data accept any size)"
+        )
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -64,7 +83,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = _build(cfg.data)
-    model = _build(cfg.model, num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
+    model = build_model(cfg.model, num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
+    _check_input_size(model, datamodule, cfg.model.name)
     task = _build(
         cfg.task,
         model=model,
