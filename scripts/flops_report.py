@@ -36,10 +36,10 @@ COLUMNS = [
 def measure(pattern: str) -> list[dict]:
     rows = []
     for name in tqdm(zoo.list_models(pattern), desc="counting", unit="model"):
-        model = zoo.create_model(name)
+        published = PUBLISHED.get(name)
+        model = zoo.create_model(name, **(published.build_kwargs if published else {}))
         size = resolve_input_size(getattr(model, "default_input_size", (224, 224)), model.in_chans)
         result = count_flops(model, size)
-        published = PUBLISHED.get(name)
         gmacs = result.macs / 1e9
         rows.append(
             {

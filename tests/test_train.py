@@ -52,6 +52,8 @@ def test_fast_dev_run_returns_metrics(tmp_path):
         ["model=seresnet18", "optimizer=adamw", "scheduler=step"],
         ["scheduler=constant", "task.label_smoothing=0.1", "task.mixup_alpha=0.2", "task.cutmix_alpha=1.0"],
         ["experiment=synthetic_recipe"],
+        ["model=googlenet"],  # two auxiliary classifiers: their losses join the training loss
+        ["model=inception_v3", "data.train_size=2", "data.val_size=2", "data.batch_size=2"],  # 299 px from its config
     ],
 )
 def test_recipe_switches_run(tmp_path, overrides):

@@ -15,6 +15,9 @@ TIMM_NAMES = {
     "mobilenet_v1": "mobilenetv1_100",
     "xception": "legacy_xception",
 }
+# MobileNetV1 width variants: timm registers only ×1.0, and builds the others from its generator
+# with a channel multiplier.
+MOBILENET_V1_WIDTHS = {"mobilenet_v1_025": 0.25, "mobilenet_v1_050": 0.5, "mobilenet_v1_075": 0.75}
 
 
 def reference_source(name: str) -> tuple[str, str] | None:
@@ -23,6 +26,8 @@ def reference_source(name: str) -> tuple[str, str] | None:
 
     if name in TIMM_NAMES:
         return "timm", TIMM_NAMES[name]
+    if name in MOBILENET_V1_WIDTHS:
+        return "timm", f"mobilenetv1_100 ×{MOBILENET_V1_WIDTHS[name]}"
     if name in torchvision.models.list_models(module=torchvision.models):
         return "torchvision", name
     import timm
@@ -44,4 +49,8 @@ def build_reference(name: str, **kwargs) -> nn.Module:
         return torchvision.models.get_model(reference_name, weights=None, **kwargs)
     import timm
 
+    if name in MOBILENET_V1_WIDTHS:
+        from timm.models.efficientnet import _gen_mobilenet_v1
+
+        return _gen_mobilenet_v1("mobilenetv1_100", channel_multiplier=MOBILENET_V1_WIDTHS[name], **kwargs)
     return timm.create_model(reference_name, pretrained=False, **kwargs)

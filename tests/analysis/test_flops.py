@@ -30,8 +30,8 @@ def fvcore_macs(module: nn.Module, x: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_fvcore_equals_closed_form_for_every_model(name):
-    model = zoo.create_model(name)
-    result = count_flops(model, 64)
+    model = zoo.create_model(name).eval()
+    result = count_flops(model, max(64, *model.min_input_size))
     assert result.macs == result.macs_closed_form
     assert all(row.macs == row.macs_closed_form for row in result.layers), [
         row for row in result.layers if row.macs != row.macs_closed_form
@@ -45,7 +45,8 @@ def test_fvcore_equals_closed_form_for_every_model(name):
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_published_figures(name):
     published = PUBLISHED[name]
-    result = count_flops(name, 224)
+    model = zoo.create_model(name, **published.build_kwargs)
+    result = count_flops(model, model.default_input_size)
     if published.params is not None:
         assert result.params == published.params
     assert abs(result.macs / 1e9 - published.gmacs) <= published.gmacs_tolerance * published.gmacs

@@ -144,28 +144,35 @@ def _boxes_from_coverage(coverage: torch.Tensor) -> torch.Tensor:
 
 
 class SyntheticClassification(Dataset):
-    """``num_samples`` one-shape scenes, rendered once at construction; items are
-    ``(normalised image (3, H, W), label)``. Different ``seed``s give disjoint-by-chance sets."""
+    """``num_samples`` one-shape scenes, rendered once at construction and kept as uint8 (so 299 px
+    sets fit in memory); items are ``(normalised float image (3, H, W), label)``. Different ``seed``s
+    give different sets."""
 
-    def __init__(self, num_samples: int, image_size: int = 32, seed: int = 0, chunk: int = 1024) -> None:
+    def __init__(self, num_samples: int, image_size: int = 32, seed: int = 0) -> None:
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
         generator = torch.Generator().manual_seed(seed)
+        chunk = max(1, 2**20 // (image_size * image_size))  # bounds the renderer's working memory
         images, labels = [], []
         for start in range(0, num_samples, chunk):
             scenes = render_scenes(min(chunk, num_samples - start), image_size, generator=generator)
-            images.append(scenes.images)
+            images.append((scenes.images * 255).round().to(torch.uint8))
             labels.append(scenes.labels[:, 0])
-        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(STD).view(1, 3, 1, 1)
-        self.images = (torch.cat(images) - mean) / std
+        self.pixels = torch.cat(images)
         self.labels = torch.cat(labels)
+        self.mean = torch.tensor(MEAN).view(3, 1, 1)
+        self.std = torch.tensor(STD).view(3, 1, 1)
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All images, normalised, as one float tensor (N, 3, H, W)."""
+        return (self.pixels.float() / 255 - self.mean) / self.std
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.images[index], int(self.labels[index])
+        return (self.pixels[index].float() / 255 - self.mean) / self.std, int(self.labels[index])
 
 
 class SyntheticDataModule(ClassificationDataModule):

@@ -1,8 +1,20 @@
 """Model families, one file each; importing this package registers every builder."""
 
-from zoo.models import resnet
+from zoo.models import efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
 
-__all__ = ["FeatureInfo", "FeatureListNet", "ImageClassifier", "ResNet", "resnet"]
+__all__ = [
+    "FeatureInfo",
+    "FeatureListNet",
+    "ImageClassifier",
+    "ResNet",
+    "efficientnet",
+    "inception",
+    "mobilenet",
+    "resnet",
+    "shufflenet",
+    "vgg",
+    "xception",
+]

@@ -67,6 +67,16 @@ class ImageClassifier(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         check_image_batch(x, self.in_chans, type(self).__name__)
+        min_height, min_width = self.min_input_size
+        if x.shape[-2] < min_height or x.shape[-1] < min_width:
+            raise ValueError(
+                f"{type(self).__name__} expects an input of at least {min_height}×{min_width} pixels"
+                f"{self._min_input_note()}, got {x.shape[-2]}×{x.shape[-1]}"
+            )
+
+    def _min_input_note(self) -> str:
+        """Why the minimum is what it is, where it depends on the mode (see Inception v3)."""
+        return ""
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -1,0 +1,240 @@
+"""VGG (Simonyan & Zisserman, 2014, arXiv:1409.1556) and AlexNet (Krizhevsky, 2014, "One weird trick for
+parallelizing convolutional neural networks", arXiv:1404.5997), as torchvision defines them.
+
+    stage1..stageN: convolutions with bias, each (BN →) ReLU, closed by a stride-2 max-pool
+    head: adaptive average pool to S×S → fc1-ReLU → fc2-ReLU (4096 wide) → fc, with dropout 0.5
+VGG: 3×3 convolutions in five stages (strides 2..32), 2×2/2 pools, S = 7, dropout after each hidden ReLU.
+AlexNet: 11×11/4, 5×5 then three 3×3 convolutions in three stages (strides 8, 16, 32), overlapping 3×3/2 pools,
+S = 6, dropout before fc1 and fc2. The `_bn` VGGs add a batch-norm after every convolution (bias kept).
+
+With a k×k convolution from C_in to C on P output positions, hidden width D = 4096 and K classes:
+    conv:  params = k²·C_in·C + C (+ 2·C with BN)       MACs = P·k²·C_in·C (+ 2·P·C with BN, eval)
+    head:  params = C_last·S²·D + D + D² + D + D·K + K   MACs = C_last·S²·D + D² + D·K (+ the pooled input)
+
+`forward_head(x, pre_logits=True)` returns the input of the last linear layer, the D = 4096-vector, so
+``num_features = 4096`` (timm calls this ``head_hidden_size`` and keeps ``num_features`` for the channels of
+``forward_features``: here that is ``feature_info[-1]["num_chs"]``, 512 for VGG and 256 for AlexNet).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from zoo.layers.conv_norm_act import ConvNormAct
+from zoo.layers.helpers import make_activation
+from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.registry import register_model
+
+__all__ = ["ALEXNET_STAGES", "VGG_STAGES", "AlexNet", "VGG", "vgg_stages"]
+
+# One row per convolution: (out_channels, kernel_size, stride, padding).
+ConvRow = tuple[int, int, int, int]
+
+# AlexNet's widths are the single-GPU 64-192-384-256-256 of "one weird trick"; each stage ends in a 3×3/2 pool.
+ALEXNET_STAGES: list[list[ConvRow]] = [
+    [(64, 11, 4, 2)],  # stage1: output stride 8
+    [(192, 5, 1, 2)],  # stage2: output stride 16
+    [(384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1)],  # stage3: output stride 32
+]
+
+# VGG: (width, number of 3×3 convolutions per stage in VGG-11, -13, -16, -19, the paper's configurations
+# A, B, D, E); each stage ends in a 2×2/2 pool.
+VGG_STAGES: list[tuple[int, dict[int, int]]] = [
+    (64, {11: 1, 13: 2, 16: 2, 19: 2}),  # stage1: output stride 2
+    (128, {11: 1, 13: 2, 16: 2, 19: 2}),  # stage2: output stride 4
+    (256, {11: 2, 13: 2, 16: 3, 19: 4}),  # stage3: output stride 8
+    (512, {11: 2, 13: 2, 16: 3, 19: 4}),  # stage4: output stride 16
+    (512, {11: 2, 13: 2, 16: 3, 19: 4}),  # stage5: output stride 32
+]
+
+
+def vgg_stages(depth: int) -> list[list[ConvRow]]:
+    """The convolution rows of VGG-``depth`` (11, 13, 16 or 19) in the form VGG takes."""
+    if depth not in VGG_STAGES[0][1]:
+        raise ValueError(f"VGG depth must be one of {sorted(VGG_STAGES[0][1])}, got {depth!r}")
+    return [[(width, 3, 1, 1)] * convs[depth] for width, convs in VGG_STAGES]
+
+
+def _torchvision_renames(
+    stages: Sequence[Sequence[ConvRow]], with_norm: bool, dropout_before_fc: Sequence[bool]
+) -> list[tuple[str, str]]:
+    """torchvision key → zoo key. torchvision numbers every layer of one flat ``features`` Sequential
+    (conv, [BN,] ReLU per convolution, a pool per stage) and of ``classifier`` (optional dropout, linear and
+    ReLU per linear layer); the index of each weight-holding layer follows from the same tables."""
+    renames = []
+    index = 0
+    for stage_index, stage in enumerate(stages, start=1):
+        for conv_index in range(len(stage)):
+            renames.append((rf"^features\.{index}\.", f"stage{stage_index}.{conv_index}.conv."))
+            if with_norm:
+                renames.append((rf"^features\.{index + 1}\.", f"stage{stage_index}.{conv_index}.bn."))
+            index += 3 if with_norm else 2
+        index += 1  # the stage's max-pool
+    index = 0
+    for name, dropout in zip(("pre_logits.fc1", "pre_logits.fc2", "fc"), dropout_before_fc, strict=True):
+        index += dropout
+        renames.append((rf"^classifier\.{index}\.", f"{name}."))
+        index += 2  # the linear layer and its ReLU
+    return renames
+
+
+class VGG(ImageClassifier):
+    """Plain convolutional stages, each closed by a max-pool, and a three-layer MLP classifier.
+
+    ``stages`` holds one list of :data:`ConvRow` per stage; ``stage{i}`` is a top-level
+    ``nn.Sequential`` of its ConvNormActs and the closing pool, and ``feature_info`` lists every stage at
+    the reduction after its pool (VGG: 2, 4, 8, 16, 32). A map before a pool (SSD's conv4_3) is
+    ``model.stage4[:-1](x)``. ``dropout_before_fc`` says which of fc1, fc2, fc has a dropout in front.
+    """
+
+    head_modules = ("global_pool", "pre_logits", "head_drop", "fc")
+    hidden_features = 4096
+
+    def __init__(
+        self,
+        stages: Sequence[Sequence[ConvRow]],
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.5,
+        norm_layer: Callable[[int], nn.Module] | None = None,
+        act_layer: str | Callable[..., nn.Module] = nn.ReLU,
+        pool_kernel: int = 2,
+        pooled_size: int = 7,
+        dropout_before_fc: Sequence[bool] = (False, True, True),
+        init_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
+        if not isinstance(in_chans, int) or in_chans < 1:
+            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.reference_renames = _torchvision_renames(stages, norm_layer is not None, dropout_before_fc)
+
+        self.feature_info = FeatureInfo()
+        in_channels, reduction = in_chans, 1
+        for stage_index, stage in enumerate(stages, start=1):
+            layers: list[nn.Module] = []
+            for out_channels, kernel_size, stride, padding in stage:
+                layers.append(
+                    ConvNormAct(
+                        in_channels, out_channels, kernel_size, stride, padding, bias=True,
+                        norm_layer=norm_layer, act_layer=act_layer,
+                    )
+                )  # fmt: skip
+                in_channels, reduction = out_channels, reduction * stride
+            layers.append(nn.MaxPool2d(kernel_size=pool_kernel, stride=2))
+            reduction *= 2
+            name = f"stage{stage_index}"
+            self.add_module(name, nn.Sequential(*layers))
+            self.feature_info.append({"num_chs": in_channels, "reduction": reduction, "module": name})
+
+        hidden = self.hidden_features
+        self.num_features = hidden
+        self.global_pool = nn.AdaptiveAvgPool2d(pooled_size)
+        drop_fc1, drop_fc2, drop_fc = dropout_before_fc
+        mlp: list[tuple[str, nn.Module]] = [
+            ("drop1", nn.Dropout(drop_rate) if drop_fc1 else nn.Identity()),
+            ("fc1", nn.Linear(in_channels * pooled_size * pooled_size, hidden)),
+            ("act1", make_activation(act_layer)),
+            ("drop2", nn.Dropout(drop_rate) if drop_fc2 else nn.Identity()),
+            ("fc2", nn.Linear(hidden, hidden)),
+            ("act2", make_activation(act_layer)),
+        ]
+        self.pre_logits = nn.Sequential(OrderedDict(mlp))
+        self.head_drop = nn.Dropout(drop_rate) if drop_fc else nn.Identity()
+        self.fc = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
+        if init_weights:
+            self._init_weights()
+
+    def _init_weights(self) -> None:
+        """torchvision's VGG initialisation (AlexNet keeps PyTorch's defaults)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        for info in self.feature_info:
+            x = getattr(self, info["module"])(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pre_logits(torch.flatten(self.global_pool(x), 1))
+        return x if pre_logits else self.fc(self.head_drop(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+class AlexNet(VGG):
+    """AlexNet: the VGG pattern with :data:`ALEXNET_STAGES`, 3×3/2 pools, a 6×6 pooled map and dropout in
+    front of fc1 and fc2. Reductions 8, 16, 32: the 11×11/4 stem conv then one stride-2 pool per stage."""
+
+    # The smallest side leaving one position after the last pool: 63 → 15 → 7 → 3 → 1.
+    min_input_size = (63, 63)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(
+            ALEXNET_STAGES, pool_kernel=3, pooled_size=6, dropout_before_fc=(True, True, False),
+            init_weights=False, **kwargs,
+        )  # fmt: skip
+
+
+@register_model
+def alexnet(**kwargs) -> AlexNet:
+    return AlexNet(**kwargs)
+
+
+# --- VGG-11/13/16/19, without and with batch-norm ---------------------------------------------------------
+@register_model
+def vgg11(**kwargs) -> VGG:
+    return VGG(vgg_stages(11), **kwargs)
+
+
+@register_model
+def vgg13(**kwargs) -> VGG:
+    return VGG(vgg_stages(13), **kwargs)
+
+
+@register_model
+def vgg16(**kwargs) -> VGG:
+    return VGG(vgg_stages(16), **kwargs)
+
+
+@register_model
+def vgg19(**kwargs) -> VGG:
+    return VGG(vgg_stages(19), **kwargs)
+
+
+@register_model
+def vgg11_bn(**kwargs) -> VGG:
+    return VGG(vgg_stages(11), norm_layer=nn.BatchNorm2d, **kwargs)
+
+
+@register_model
+def vgg13_bn(**kwargs) -> VGG:
+    return VGG(vgg_stages(13), norm_layer=nn.BatchNorm2d, **kwargs)
+
+
+@register_model
+def vgg16_bn(**kwargs) -> VGG:
+    return VGG(vgg_stages(16), norm_layer=nn.BatchNorm2d, **kwargs)
+
+
+@register_model
+def vgg19_bn(**kwargs) -> VGG:
+    return VGG(vgg_stages(19), norm_layer=nn.BatchNorm2d, **kwargs)
