@@ -111,7 +111,7 @@ def write_report(rows: list[dict], out: Path, machine: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pattern", default="*")
+    parser.add_argument("--pattern", default="*", help="fnmatch pattern(s), comma-separated")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
@@ -124,7 +124,7 @@ def main() -> None:
         if device.type == "cuda"
         else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
-    names = [n for n in zoo.list_models(args.pattern) if reference_source(n) is not None]
+    names = [n for n in zoo.list_models(args.pattern.split(",")) if reference_source(n) is not None]
     rows = [compare(n, args.batch_size, args.input_size, args.repeats, device) for n in tqdm(names, unit="model")]
     print(f"\n{'model':<22}{'fwd ours/ref ms':>20}{'ratio':>8}{'fwd+bwd ours/ref ms':>24}{'ratio':>8}   ({machine})")
     for r in rows:

@@ -6,6 +6,7 @@
     docs/flops_report.png  MACs against params (log-log), each model labelled
 
     python scripts/flops_report.py [--out docs] [--pattern 'resnet*']
+    python scripts/flops_report.py --print-summary   # also print the compact table the README shows
 
 fvcore counts one fused multiply-add as one flop, which we call a MAC; FLOPs = 2·MACs.
 """
@@ -26,6 +27,7 @@ from tqdm import tqdm  # noqa: E402
 import zoo  # noqa: E402
 from zoo.analysis.flops import count_flops, resolve_input_size  # noqa: E402
 from zoo.analysis.published import PUBLISHED  # noqa: E402
+from zoo.reference import reference_source  # noqa: E402
 
 COLUMNS = [
     "model", "input", "params", "gmacs", "gflops", "closed_form_agrees",
@@ -153,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     parser.add_argument("--pattern", default="*")
+    parser.add_argument("--print-summary", action="store_true", help="print the README's compact model table")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = measure(args.pattern)
@@ -160,6 +163,13 @@ def main() -> None:
     write_csv(rows, args.out / "flops_report.csv")
     write_plot(rows, args.out / "flops_report.png")
     print(f"wrote {args.out / 'flops_report.md'}, .csv and .png ({len(rows)} models)")
+    if args.print_summary:
+        print("| model | input | params | GMACs | GFLOPs (2×MACs) | reference |")
+        print("|---|---:|---:|---:|---:|---|")
+        for r in sorted(rows, key=lambda r: r["gmacs"]):
+            source = reference_source(r["model"])
+            reference = f"{source[0]} `{source[1]}`" if source else "–"
+            print(f"| `{r['model']}` | {r['input']} | {r['params']:,} | {r['gmacs']:.3f} | {r['gflops']:.3f} | {reference} |")
 
 
 if __name__ == "__main__":

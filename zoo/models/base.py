@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["FeatureInfo", "ImageClassifier", "check_image_batch"]
+__all__ = ["FeatureInfo", "ImageClassifier", "check_classifier_args", "check_image_batch"]
 
 
 class FeatureInfo(list):
@@ -41,6 +41,14 @@ def check_image_batch(x: object, in_chans: int, model_name: str = "model") -> No
         )
     if not x.is_floating_point():
         raise TypeError(f"{model_name} expects a floating-point tensor, got dtype {x.dtype}")
+
+
+def check_classifier_args(num_classes: object, in_chans: object) -> None:
+    """The builder arguments every classifier takes: ``num_classes >= 0`` (0: no classifier), ``in_chans >= 1``."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
 
 
 class ImageClassifier(nn.Module):

@@ -25,7 +25,7 @@ from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_divisible
 from zoo.layers.inverted_residual import InvertedResidual
 from zoo.layers.squeeze_excite import SqueezeExcite
-from zoo.models.mobilenet import MobileNet, check_classifier_args, conv_norm_act_renames
+from zoo.models.mobilenet import MobileNet, check_mobilenet_args, conv_norm_act_renames
 from zoo.registry import register_model
 
 __all__ = ["EFFICIENTNET_B0_STAGES", "EfficientNet"]
@@ -68,7 +68,7 @@ class EfficientNet(MobileNet):
         act_layer: str | Callable[..., nn.Module] = nn.SiLU,
     ) -> None:
         super().__init__()
-        check_classifier_args(num_classes, in_chans, width_mult)
+        check_mobilenet_args(num_classes, in_chans, width_mult)
         if not isinstance(depth_mult, (int, float)) or depth_mult <= 0:
             raise ValueError(f"depth_mult must be a positive number, got {depth_mult!r}")
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate

@@ -43,7 +43,7 @@ from zoo.layers.inception import (
     InceptionV4ReductionB,
     inception_conv,
 )
-from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "InceptionOutputs", "InceptionV3", "InceptionV4"]
@@ -93,10 +93,7 @@ class _InceptionNet(ImageClassifier):
 
     def __init__(self, *, num_classes: int, in_chans: int, drop_rate: float, transform_input: bool = False) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
-        if not isinstance(in_chans, int) or in_chans < 1:
-            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        check_classifier_args(num_classes, in_chans)
         if transform_input and in_chans != 3:
             raise ValueError(f"transform_input=True re-normalises 3 RGB channels, got in_chans={in_chans}")
         self.num_classes = num_classes

@@ -25,7 +25,7 @@ from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_divisible
 from zoo.layers.inverted_residual import DepthwiseSeparableConv, InvertedResidual
 from zoo.layers.squeeze_excite import SqueezeExcite
-from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = [
@@ -156,11 +156,8 @@ def _features_renames(blocks: Sequence[InvertedResidual], keys: Sequence[str]) -
     return renames + conv_norm_act_renames(f"features.{len(blocks) + 1}", "last_conv")
 
 
-def check_classifier_args(num_classes: object, in_chans: object, width_mult: object = 1.0) -> None:
-    if not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
-    if not isinstance(in_chans, int) or in_chans < 1:
-        raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+def check_mobilenet_args(num_classes: object, in_chans: object, width_mult: object = 1.0) -> None:
+    check_classifier_args(num_classes, in_chans)
     if not isinstance(width_mult, (int, float)) or width_mult <= 0:
         raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
 
@@ -251,7 +248,7 @@ class MobileNetV1(MobileNet):
         act_layer: str | Callable[..., nn.Module] = nn.ReLU6,
     ) -> None:
         super().__init__()
-        check_classifier_args(num_classes, in_chans, width_mult)
+        check_mobilenet_args(num_classes, in_chans, width_mult)
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
         in_channels = make_divisible(32 * width_mult, 8)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
@@ -286,7 +283,7 @@ class MobileNetV2(MobileNet):
         act_layer: str | Callable[..., nn.Module] = nn.ReLU6,
     ) -> None:
         super().__init__()
-        check_classifier_args(num_classes, in_chans, width_mult)
+        check_mobilenet_args(num_classes, in_chans, width_mult)
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
         in_channels = make_divisible(32 * width_mult, 8)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
@@ -338,7 +335,7 @@ class MobileNetV3(MobileNet):
         norm_layer: Callable[[int], nn.Module] = MOBILENET_V3_NORM,
     ) -> None:
         super().__init__()
-        check_classifier_args(num_classes, in_chans, width_mult)
+        check_mobilenet_args(num_classes, in_chans, width_mult)
         if not isinstance(dilated, bool):
             raise TypeError(f"dilated must be a bool, got {type(dilated).__name__}")
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate

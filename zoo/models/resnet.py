@@ -20,7 +20,7 @@ from torch import nn
 
 from zoo.layers import BasicBlock, Bottleneck, ConvNormAct, SqueezeExcite
 from zoo.layers.residual import RESIDUAL_REFERENCE_RENAMES
-from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = ["ResNet"]
@@ -60,10 +60,7 @@ class ResNet(ImageClassifier):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
-        if not isinstance(in_chans, int) or in_chans < 1:
-            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        check_classifier_args(num_classes, in_chans)
         if len(layers) != 4:
             raise ValueError(f"layers must give the block count of 4 stages, got {list(layers)}")
         dilate = [False] + _check_dilation_flags(replace_stride_with_dilation)

@@ -23,7 +23,7 @@ from torch import nn
 
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.shuffle import SHUFFLE_REFERENCE_RENAMES, ShuffleV2Block
-from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = ["SHUFFLENET_V2_CHANNELS", "ShuffleNetV2"]
@@ -73,10 +73,7 @@ class ShuffleNetV2(ImageClassifier):
         act_layer: str | Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
-        if not isinstance(in_chans, int) or in_chans < 1:
-            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        check_classifier_args(num_classes, in_chans)
         if len(channels) != 5:
             raise ValueError(f"channels must give (conv1, stage2, stage3, stage4, conv5) widths, got {list(channels)}")
         self.num_classes = num_classes

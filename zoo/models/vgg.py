@@ -26,7 +26,7 @@ from torch import nn
 
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_activation
-from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = ["ALEXNET_STAGES", "VGG_STAGES", "AlexNet", "VGG", "vgg_stages"]
@@ -109,10 +109,7 @@ class VGG(ImageClassifier):
         init_weights: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
-        if not isinstance(in_chans, int) or in_chans < 1:
-            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        check_classifier_args(num_classes, in_chans)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.reference_renames = _torchvision_renames(stages, norm_layer is not None, dropout_before_fc)

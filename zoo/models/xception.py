@@ -23,7 +23,7 @@ from torch import nn
 
 from zoo.layers import ConvNormAct
 from zoo.layers.xception import XCEPTION_BLOCK_REFERENCE_RENAMES, SeparableConv2d, XceptionBlock
-from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = ["Xception"]
@@ -65,10 +65,7 @@ class Xception(ImageClassifier):
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
-        if not isinstance(in_chans, int) or in_chans < 1:
-            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        check_classifier_args(num_classes, in_chans)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate
