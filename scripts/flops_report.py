@@ -169,7 +169,8 @@ def main() -> None:
         for r in sorted(rows, key=lambda r: r["gmacs"]):
             source = reference_source(r["model"])
             reference = f"{source[0]} `{source[1]}`" if source else "–"
-            print(f"| `{r['model']}` | {r['input']} | {r['params']:,} | {r['gmacs']:.3f} | {r['gflops']:.3f} | {reference} |")
+            numbers = f"{r['params']:,} | {r['gmacs']:.3f} | {r['gflops']:.3f}"
+            print(f"| `{r['model']}` | {r['input']} | {numbers} | {reference} |")
 
 
 if __name__ == "__main__":
