@@ -57,6 +57,12 @@ class ConvNormAct(nn.Module):
         )
         self.bn = norm_layer(out_channels) if norm_layer is not None else nn.Identity()
         self.act = make_activation(act_layer)
+        # Skipping the Identity calls keeps small networks as fast as their references.
+        self._has_norm = norm_layer is not None
+        self._has_act = not isinstance(self.act, nn.Identity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        x = self.conv(x)
+        if self._has_norm:
+            x = self.bn(x)
+        return self.act(x) if self._has_act else x
