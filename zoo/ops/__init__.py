@@ -1,0 +1,1 @@
+"""Detection and segmentation ops from scratch, drop-in for ``torchvision.ops`` where it has the op."""
