@@ -6,6 +6,9 @@ def resnet18(*, num_classes=1000, **kwargs): ...
 zoo.list_models("resnet*")          # wildcards as in fnmatch
 zoo.create_model("resnet18", num_classes=10)
 zoo.create_model("resnet50", features_only=True, out_indices=(1, 2, 3))
+
+Every builder has a task, "classification" unless registered otherwise
+(``@register_model(task="detection")``), so ``list_models(task="classification")`` gives the classifiers.
 """
 
 from __future__ import annotations
@@ -16,28 +19,53 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-__all__ = ["create_model", "is_model", "list_models", "register_model"]
+__all__ = ["TASKS", "create_model", "is_model", "list_models", "model_task", "register_model"]
+
+TASKS = ("classification", "detection", "segmentation")
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_TASK_OF: dict[str, str] = {}
 
 
-def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register ``builder`` under its ``__name__``; registering a name twice is an error."""
-    name = builder.__name__
-    if name in _MODELS:
-        raise ValueError(f"a model named {name!r} is already registered")
-    _MODELS[name] = builder
-    return builder
+def register_model(builder: Callable[..., nn.Module] | None = None, *, task: str = "classification"):
+    """Register ``builder`` under its ``__name__``; registering a name twice is an error.
+
+    Use bare (``@register_model``) for a classifier, or ``@register_model(task="detection")``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+    def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = builder.__name__
+        if name in _MODELS:
+            raise ValueError(f"a model named {name!r} is already registered")
+        _MODELS[name] = builder
+        _TASK_OF[name] = task
+        return builder
+
+    return register if builder is None else register(builder)
 
 
-def list_models(pattern: str | Sequence[str] = "*") -> list[str]:
-    """Sorted names of the registered models matching ``pattern`` (fnmatch wildcards, or a list of them)."""
+def list_models(pattern: str | Sequence[str] = "*", *, task: str | None = None) -> list[str]:
+    """Sorted names of the registered models matching ``pattern`` (fnmatch wildcards, or a list of them),
+    optionally only those of one ``task``."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    return sorted(n for n in _MODELS if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+    return sorted(
+        n for n in _MODELS if any(fnmatch.fnmatchcase(n, p) for p in patterns) and (task is None or _TASK_OF[n] == task)
+    )
 
 
 def is_model(name: str) -> bool:
     return name in _MODELS
+
+
+def model_task(name: str) -> str:
+    """The task ("classification", "detection" or "segmentation") the model ``name`` was registered for."""
+    if name not in _MODELS:
+        raise _unknown_model_error(name)
+    return _TASK_OF[name]
 
 
 def _unknown_model_error(name: object) -> ValueError:

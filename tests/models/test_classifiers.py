@@ -5,7 +5,7 @@ import torch
 
 import zoo
 
-MODELS = zoo.list_models()
+MODELS = zoo.list_models(task="classification")
 
 
 def input_side(model) -> int:

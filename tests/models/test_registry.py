@@ -55,3 +55,14 @@ def test_builder_kwargs_are_passed():
     model = zoo.create_model("resnet18", num_classes=7, in_chans=1)
     assert model.fc.out_features == 7
     assert model.conv1.conv.in_channels == 1
+
+
+def test_tasks_partition_the_registry():
+    by_task = {task: zoo.list_models(task=task) for task in zoo.registry.TASKS}
+    assert "resnet18" in by_task["classification"]
+    assert sorted(sum(by_task.values(), [])) == zoo.list_models()
+    assert zoo.registry.model_task("resnet18") == "classification"
+    with pytest.raises(ValueError, match="task must be one of"):
+        zoo.list_models(task="captioning")
+    with pytest.raises(ValueError, match="task must be one of"):
+        zoo.register_model(task="captioning")
