@@ -9,7 +9,7 @@ from zoo.training import train
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    return metrics.get("best_val_acc")  # the value a Hydra sweeper optimises
+    return metrics.get("best")  # the value a Hydra sweeper optimises
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def run_cli(*args, cwd):
 def test_cli_fast_dev_run_prints_summary(tmp_path):
     result = run_cli("trainer.fast_dev_run=true", *SMALL_DATA, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "model          resnet18" in result.stdout and "best val acc" in result.stdout
+    assert "model          resnet18" in result.stdout and "best val/acc" in result.stdout
 
 
 def test_cli_multirun_over_models(tmp_path):

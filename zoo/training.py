@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.analysis import count_macs, count_parameters
 from zoo.checkpoint import AtomicCheckpointIO
+from zoo.registry import model_task
 
 __all__ = ["build_model", "train"]
 
@@ -77,13 +78,17 @@ def _to_float(value: Any) -> Any:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the configured model; return final metrics, best validation accuracy, params and MACs."""
+    """Train the configured model; return final metrics, the best value of the task's monitored metric
+    (``best``; also ``best_val_acc`` for classification), params and MACs."""
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = _build(cfg.data)
-    model = build_model(cfg.model, num_classes=datamodule.num_classes, in_chans=datamodule.in_chans)
+    model_kwargs = {"num_classes": datamodule.num_classes}
+    if model_task(cfg.model.name) == "classification":
+        model_kwargs["in_chans"] = datamodule.in_chans
+    model = build_model(cfg.model, **model_kwargs)
     _check_input_size(model, datamodule, cfg.model.name)
     task = _build(
         cfg.task,
@@ -103,7 +108,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {key: _to_float(value) for key, value in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_score if checkpoint is not None else None
-    metrics["best_val_acc"] = _to_float(best) if best is not None else metrics.get("val/acc")
+    metrics["monitor"] = task.monitor
+    metrics["best"] = _to_float(best) if best is not None else metrics.get(task.monitor)
+    if task.monitor == "val/acc":
+        metrics["best_val_acc"] = metrics["best"]
     metrics["params"] = count_parameters(model)
     metrics["macs"] = count_macs(model, (datamodule.in_chans, datamodule.image_size, datamodule.image_size))
     metrics["output_dir"] = str(Path(cfg.paths.output_dir).resolve())
@@ -112,14 +120,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _print_summary(cfg: DictConfig, metrics: dict[str, Any], checkpoint) -> None:
-    best = metrics["best_val_acc"]
+    best, monitor = metrics["best"], metrics["monitor"]
     lines = [
         "",
         f"model          {cfg.model.name}",
         f"params         {metrics['params']:,}",
         f"MACs           {metrics['macs'] / 1e6:,.1f} M per {cfg.data.get('image_size', '?')}px image "
         f"(fvcore: 1 fused multiply-add = 1 MAC; FLOPs ≈ 2 × MACs)",
-        f"best val acc   {best:.4f}" if best is not None else "best val acc   n/a",
+        f"best {monitor:<10}{best:.4f}" if best is not None else f"best {monitor:<10}n/a",
         f"run directory  {metrics['output_dir']}",
     ]
     if checkpoint is not None and checkpoint.best_model_path:

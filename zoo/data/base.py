@@ -1,23 +1,29 @@
-"""The LightningDataModule every classification dataset plugs into.
+"""The LightningDataModules every dataset plugs into.
 
 A subclass sets ``num_classes``, ``in_chans`` and ``image_size`` and implements ``build_datasets()``,
-returning ``(train_set, val_set)`` whose items are ``(image, label)``: a float tensor (C, H, W),
-already normalised, and an int class index. Batches are ``(images (N, C, H, W), labels (N,))``.
+returning ``(train_set, val_set)``. Items are ``(image, target)`` with the image a float tensor (C, H, W),
+already normalised. For classification the target is an int class index and batches are
+``(images (N, C, H, W), labels (N,))``; detection and segmentation modules set their own ``collate_fn``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["ClassificationDataModule"]
+__all__ = ["ClassificationDataModule", "ImageDataModule"]
 
 
-class ClassificationDataModule(pl.LightningDataModule):
+class ImageDataModule(pl.LightningDataModule):
+    """Shared loader logic: seeded shuffling of the train set, ``collate_fn`` chosen by the subclass."""
+
     num_classes: int
     in_chans: int = 3
     image_size: int
+    collate_fn: Callable | None = None
 
     def __init__(self, batch_size: int = 128, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
@@ -47,6 +53,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=generator,
+            collate_fn=type(self).collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -56,3 +63,7 @@ class ClassificationDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         self.setup()
         return self._loader(self.val_set, shuffle=False)
+
+
+class ClassificationDataModule(ImageDataModule):
+    """Items ``(image, class index)``; batches ``(images (N, C, H, W), labels (N,))``."""

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 from torchvision.transforms import v2
 
-from zoo.tasks.optim import param_groups_weight_decay
+from zoo.tasks.base import Task
 
 __all__ = ["ClassificationTask"]
 
@@ -39,9 +38,8 @@ def _batch_mixer(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> C
     return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
 
 
-class ClassificationTask(pl.LightningModule):
-    """Train ``model`` with ``optimizer`` (a partial taking ``params``) and ``scheduler`` (a partial of
-    :func:`zoo.tasks.schedules.warmup_schedule`, or None)."""
+class ClassificationTask(Task):
+    """Train ``model`` with cross-entropy; optimiser, schedule and checkpoint metric as in :class:`Task`."""
 
     def __init__(
         self,
@@ -54,16 +52,21 @@ class ClassificationTask(pl.LightningModule):
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         skip_norm_and_bias_decay: bool = True,
+        monitor: str = "val/acc",
+        monitor_mode: str = "max",
     ) -> None:
-        super().__init__()
+        super().__init__(
+            model,
+            optimizer,
+            scheduler,
+            skip_norm_and_bias_decay=skip_norm_and_bias_decay,
+            monitor=monitor,
+            monitor_mode=monitor_mode,
+        )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.model = model
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
-        self.skip_norm_and_bias_decay = skip_norm_and_bias_decay
         self.mixer = _batch_mixer(num_classes, mixup_alpha, cutmix_alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,16 +113,3 @@ class ClassificationTask(pl.LightningModule):
         logits = self.model(images)
         self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True)
         self.log("val/acc", (logits.argmax(dim=1) == labels).float().mean(), on_epoch=True, prog_bar=True)
-
-    def configure_optimizers(self):
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        groups = param_groups_weight_decay(self.model, weight_decay, self.skip_norm_and_bias_decay)
-        optimizer = self.optimizer_factory(params=groups)
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        scheduler = self.scheduler_factory(
-            optimizer, total_steps=total_steps, steps_per_epoch=max(1, total_steps // epochs)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,128 @@
+"""Detection data: targets in torchvision's format, a collate function, and the built-in synthetic scenes.
+
+An item is ``(image, target)``: a normalised float image (3, H, W) and
+``{"boxes": FloatTensor[K, 4] xyxy in pixels, "labels": Int64Tensor[K]}`` with K ≥ 0. Labels start at 1:
+0 is background (torchvision's convention), so a dataset of C categories has ``num_classes = C + 1``.
+A batch is ``(images, targets)``: images stacked into (N, 3, H, W) when they share a size (a list
+otherwise), targets a list of dicts.
+
+The synthetic scenes come from the same renderer as the classification data (``render_scenes``): each
+image holds 1 to ``max_objects`` shapes; an object hidden entirely by later ones is dropped, a partly hidden
+one keeps the box of its visible pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from zoo.data.base import ImageDataModule
+from zoo.data.synthetic import MEAN, SHAPE_NAMES, STD, render_scenes
+from zoo.ops.boxes import check_boxes
+
+__all__ = [
+    "DetectionDataModule",
+    "SyntheticDetection",
+    "SyntheticDetectionDataModule",
+    "check_detection_target",
+    "detection_collate",
+]
+
+
+def check_detection_target(target: dict, index: int, num_classes: int | None = None) -> None:
+    """Raise ValueError naming image ``index`` unless ``target`` holds xyxy ``boxes`` [K, 4] and ``labels`` [K]."""
+    if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
+        raise ValueError(f"target of image {index}: expected a dict with 'boxes' and 'labels', got {target!r}")
+    boxes, labels = target["boxes"], target["labels"]
+    try:
+        check_boxes(boxes, "boxes")
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"target of image {index}: {error}") from None
+    if not isinstance(labels, Tensor) or labels.shape != boxes.shape[:1]:
+        shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"target of image {index}: labels must have shape [{len(boxes)}], got {shape}")
+    if num_classes is not None and labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"target of image {index}: labels must lie in 0..{num_classes - 1}, got {labels.unique().tolist()}"
+        )
+
+
+def detection_collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor | list[Tensor], list[dict]]:
+    """Stack same-size images into one tensor (a list when sizes differ); keep targets as a list."""
+    images = [image for image, _ in batch]
+    targets = [target for _, target in batch]
+    if all(image.shape == images[0].shape for image in images):
+        return torch.stack(images), targets
+    return images, targets
+
+
+class DetectionDataModule(ImageDataModule):
+    """Base for detection datasets: items ``(image, target dict)``, batches from :func:`detection_collate`."""
+
+    collate_fn = staticmethod(detection_collate)
+
+
+class SyntheticDetection(Dataset):
+    """``num_samples`` scenes of 1..``max_objects`` shapes (labels 1..10), rendered once from ``seed``."""
+
+    def __init__(self, num_samples: int, image_size: int = 128, max_objects: int = 3, seed: int = 0) -> None:
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        if not isinstance(max_objects, int) or max_objects < 1:
+            raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
+        generator = torch.Generator().manual_seed(seed)
+        counts = torch.randint(1, max_objects + 1, (num_samples,), generator=generator)
+        self.pixels = torch.empty(num_samples, 3, image_size, image_size, dtype=torch.uint8)
+        self.targets: list[dict] = [{} for _ in range(num_samples)]
+        chunk = max(1, 2**21 // (image_size * image_size * max_objects))  # bounds the renderer's memory
+        for k in range(1, max_objects + 1):
+            indices = (counts == k).nonzero().flatten()
+            for start in range(0, len(indices), chunk):
+                part = indices[start : start + chunk]
+                scenes = render_scenes(len(part), image_size, k, generator=generator)
+                self.pixels[part] = (scenes.images * 255).round().to(torch.uint8)
+                for row, index in enumerate(part.tolist()):
+                    visible = scenes.boxes[row].any(dim=1)
+                    self.targets[index] = {
+                        "boxes": scenes.boxes[row][visible],
+                        "labels": scenes.labels[row][visible] + 1,
+                    }
+        self.mean = torch.tensor(MEAN).view(3, 1, 1)
+        self.std = torch.tensor(STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict]:
+        image = (self.pixels[index].float() / 255 - self.mean) / self.std
+        target = self.targets[index]
+        return image, {"boxes": target["boxes"].clone(), "labels": target["labels"].clone()}
+
+
+class SyntheticDetectionDataModule(DetectionDataModule):
+    """The built-in detection data: ten shape categories (``num_classes`` = 11 with background)."""
+
+    num_classes = len(SHAPE_NAMES) + 1
+    in_chans = 3
+
+    def __init__(
+        self,
+        train_size: int = 3000,
+        val_size: int = 300,
+        image_size: int = 128,
+        max_objects: int = 3,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if not isinstance(image_size, int) or image_size < 32:
+            raise ValueError(f"data.image_size must be an int >= 32, got {image_size!r}")
+        self.train_size, self.val_size, self.image_size = train_size, val_size, image_size
+        self.max_objects = max_objects
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        train = SyntheticDetection(self.train_size, self.image_size, self.max_objects, seed=2 * self.seed)
+        val = SyntheticDetection(self.val_size, self.image_size, self.max_objects, seed=2 * self.seed + 1)
+        return train, val

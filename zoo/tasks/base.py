@@ -1,0 +1,56 @@
+"""What every zoo task shares: the optimiser and per-step schedule, and the metric that picks checkpoints.
+
+A task config names ``monitor`` (the validation metric that decides the best checkpoint, e.g. ``val/acc``
+or ``val/map_50``) and ``monitor_mode`` ("max" or "min"); the checkpoint callback and the run summary read
+them from the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from zoo.tasks.optim import param_groups_weight_decay
+
+__all__ = ["Task"]
+
+
+class Task(pl.LightningModule):
+    """Holds ``model`` and builds ``optimizer`` (a partial taking ``params``) and ``scheduler`` (a partial of
+    :func:`zoo.tasks.schedules.warmup_schedule`, or None) stepped every optimisation step."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        *,
+        skip_norm_and_bias_decay: bool = True,
+        monitor: str = "val/acc",
+        monitor_mode: str = "max",
+    ) -> None:
+        super().__init__()
+        if monitor_mode not in ("max", "min"):
+            raise ValueError(f"task.monitor_mode must be 'max' or 'min', got {monitor_mode!r}")
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.skip_norm_and_bias_decay = skip_norm_and_bias_decay
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+
+    def configure_optimizers(self):
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        groups = param_groups_weight_decay(self.model, weight_decay, self.skip_norm_and_bias_decay)
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=total_steps, steps_per_epoch=max(1, total_steps // epochs)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

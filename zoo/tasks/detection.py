@@ -1,0 +1,84 @@
+"""Object detection as a LightningModule, for any detector with torchvision's interface.
+
+In training the model takes ``(images, targets)`` and returns a dict of losses; the task minimises their
+sum and logs each. In validation the model (in eval mode) returns ``[{"boxes", "scores", "labels"}]`` per
+image, which :class:`zoo.metrics.detection.MeanAveragePrecision` accumulates with COCO's rules; the epoch
+logs ``val/map`` (IoU 0.50:0.95) and ``val/map_50``, the latter deciding the best checkpoint by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from zoo.data.detection import check_detection_target
+from zoo.metrics.detection import MeanAveragePrecision
+from zoo.tasks.base import Task
+
+__all__ = ["DetectionTask"]
+
+LOGGED_METRICS = ("map", "map_50", "map_75", "mar_100")
+
+
+class DetectionTask(Task):
+    """Train a detector on ``(images, targets)`` batches; validate with COCO mAP."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        *,
+        num_classes: int,
+        skip_norm_and_bias_decay: bool = True,
+        monitor: str = "val/map_50",
+        monitor_mode: str = "max",
+    ) -> None:
+        super().__init__(
+            model,
+            optimizer,
+            scheduler,
+            skip_norm_and_bias_decay=skip_norm_and_bias_decay,
+            monitor=monitor,
+            monitor_mode=monitor_mode,
+        )
+        self.num_classes = num_classes
+        self.val_map = MeanAveragePrecision()
+
+    def forward(self, images: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
+        return self.model(images)
+
+    def _check_targets(self, targets: list[dict]) -> None:
+        for index, target in enumerate(targets):
+            check_detection_target(target, index, self.num_classes)
+
+    def training_step(self, batch: tuple[Tensor | list[Tensor], list[dict]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        self._check_targets(targets)
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        batch_size = len(targets)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor | list[Tensor], list[dict]], batch_idx: int) -> None:
+        images, targets = batch
+        self._check_targets(targets)
+        detections = self.model(images)
+        self.val_map.update(
+            [{key: value.detach() for key, value in d.items()} for d in detections],
+            [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets],
+        )
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_map.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        results = self.val_map.compute()
+        for name in LOGGED_METRICS:
+            self.log(f"val/{name}", float(results[name]), prog_bar=name in ("map", "map_50"))
+        self.val_map.reset()
