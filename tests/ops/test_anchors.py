@@ -58,8 +58,9 @@ def test_forward_matches_torchvision(image_size, grids, dtype):
     for a, b in zip(ours, expected, strict=True):
         assert a.dtype == b.dtype == dtype
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    # A plain batch tensor gives the same anchors.
-    for a, b in zip(AnchorGenerator()(images.tensors, features), expected, strict=True):
+    # A plain batch tensor, or named feature maps, give the same anchors.
+    named = {str(i): f for i, f in enumerate(features)}
+    for a, b in zip(AnchorGenerator()(images.tensors, named), expected, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

@@ -23,7 +23,7 @@ over the boxes, of the best IoU with any anchor ("Avg IoU"); :func:`anchor_fitne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -56,7 +56,8 @@ class AnchorGenerator(nn.Module):
         aspect_ratios: per level, the ratios ``height / width``. A flat tuple is used for every level.
 
     ``forward(images, feature_maps)`` accepts torchvision's ``ImageList`` (or any object with ``.tensors`` and
-    ``.image_sizes``) or a batch tensor ``[B, C, H, W]``; it returns one ``[sum_l H_l W_l A_l, 4]`` xyxy tensor
+    ``.image_sizes``) or a batch tensor ``[B, C, H, W]``, and a list (or ordered dict) of feature maps
+    ``[B, C_l, H_l, W_l]``, finest first; it returns one ``[sum_l H_l W_l A_l, 4]`` xyxy tensor
     per image, in the dtype and on the device of the feature maps. As in torchvision, every image of the batch
     gets the same anchors, computed from the padded batch size, and the cell anchors are not part of the
     ``state_dict``.
@@ -125,8 +126,10 @@ class AnchorGenerator(nn.Module):
             anchors.append((shifts + cell.to(dtype=dtype, device=device)[None]).reshape(-1, 4))
         return anchors
 
-    def forward(self, images: Any, feature_maps: Sequence[Tensor]) -> list[Tensor]:
+    def forward(self, images: Any, feature_maps: Sequence[Tensor] | Mapping[str, Tensor]) -> list[Tensor]:
         batch_size, image_size = _batch_geometry(images)
+        if isinstance(feature_maps, Mapping):  # named feature maps (an FPN's ordered dict), in their order
+            feature_maps = list(feature_maps.values())
         if isinstance(feature_maps, Tensor) or len(feature_maps) != len(self.cell_anchors):
             got = "a single tensor" if isinstance(feature_maps, Tensor) else f"{len(feature_maps)}"
             raise ValueError(f"feature_maps: expected a list of {len(self.cell_anchors)} feature maps, got {got}")
