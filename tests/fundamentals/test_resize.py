@@ -58,6 +58,7 @@ def test_resize_unbatched_and_empty_batch():
         (dict(scale_factor=-1.0), ValueError, "scale_factor"),
         (dict(scale_factor=0.01), ValueError, "to nothing"),
         (dict(size=4, align_corners=None), TypeError, "align_corners"),
+        (dict(size=4, recompute_scale_factor=True), ValueError, "recompute_scale_factor"),
     ],
 )
 def test_resize_rejects_bad_arguments(kwargs, error, match):

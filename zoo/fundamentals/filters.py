@@ -64,7 +64,9 @@ def pad2d(input: Tensor, padding: tuple[int, int], mode: str) -> Tensor:
     return input.index_select(-2, rows).index_select(-1, cols)
 
 
-def gaussian_kernel1d(kernel_size: int, sigma: float, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+def gaussian_kernel1d(
+    kernel_size: int, sigma: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+) -> Tensor:
     """The normalised 1-D Gaussian ``g`` of the module docstring, ``kernel_size`` taps."""
     t = torch.arange(kernel_size, dtype=dtype, device=device) - (kernel_size - 1) / 2
     pdf = torch.exp(-0.5 * (t / sigma) ** 2)

@@ -53,6 +53,8 @@ def _output_geometry(
     if (size is None) == (scale_factor is None):
         raise ValueError("expected exactly one of size and scale_factor")
     if size is not None:
+        if recompute_scale_factor:
+            raise ValueError("recompute_scale_factor is only meaningful with scale_factor, not with size")
         return as_pair(size, "size", minimum=1), (None, None)
     scales = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else tuple(scale_factor)
     if len(scales) != 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in scales):
