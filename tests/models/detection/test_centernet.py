@@ -22,6 +22,12 @@ from zoo.models.detection.centernet import (
 )
 
 
+@functools.cache
+def full_model(num_classes):
+    """Built once per class count: the tests below only read it."""
+    return centernet_resnet18(num_classes=num_classes).eval()
+
+
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -76,7 +82,7 @@ def published_radius(h, w, o):
 
 def test_parameter_count_is_the_issue_figure_and_the_closed_form():
     assert closed_form_params(80) == 15_820_372
-    assert n_params(centernet_resnet18()) == 15_820_372
+    assert n_params(full_model(80)) == 15_820_372
     assert n_params(zoo.create_model("centernet_resnet18", num_classes=11)) == closed_form_params(11)
 
 
@@ -86,7 +92,7 @@ def test_registered_as_detection():
 
 
 def test_official_layer_facts():
-    model = centernet_resnet18(num_classes=11)
+    model = full_model(11)
     deconvs = [m for m in model.upsampling.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert [(d.in_channels, d.out_channels) for d in deconvs] == [(512, 256), (256, 256), (256, 256)]
     for d in deconvs:
@@ -103,7 +109,7 @@ def test_official_layer_facts():
 
 
 def test_heatmap_bias_is_the_prior():
-    bias = centernet_resnet18().heatmap_head[-1].bias
+    bias = full_model(80).heatmap_head[-1].bias.detach()
     assert bias.shape == (80,)
     torch.testing.assert_close(bias, torch.full((80,), -2.19))
     assert abs(torch.sigmoid(bias[0]).item() - 0.1) < 1e-3
@@ -118,10 +124,10 @@ def test_output_shapes_are_stride_4():
 
 
 def test_full_model_forward_shapes():
-    model = centernet_resnet18(num_classes=7).eval()
+    model = full_model(11)
     with torch.no_grad():
         out = model.forward_heads(torch.randn(1, 3, 32, 64))
-    assert out["heatmap"].shape == (1, 7, 8, 16)
+    assert out["heatmap"].shape == (1, 11, 8, 16)
     assert model.stride == 4
 
 
