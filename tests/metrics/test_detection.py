@@ -40,7 +40,7 @@ def _grid(values):
     return (values * 4).round() / 4  # quarter pixels: every coordinate, width and area is exact in float32
 
 
-def random_set(seed, num_images=16, num_classes=4, crowd=False, crowded_image=False, given_area=False):
+def random_set(seed, num_images=12, num_classes=4, crowd=False, crowded_image=False, given_area=False):
     """Detections around the ground truths; class ``num_classes - 1`` has no ground truth, class 2 no detection."""
     gen = torch.Generator().manual_seed(seed)
     preds, targets = [], []
@@ -146,32 +146,27 @@ SETS = [
     {"seed": 1, "crowd": True},
     {"seed": 2, "crowded_image": True},
     {"seed": 3, "crowd": True, "given_area": True},
-    {"seed": 4, "num_images": 30, "num_classes": 6},
+    {"seed": 4, "num_images": 24, "num_classes": 6},
     {"seed": 5, "crowd": True, "crowded_image": True},
 ]
 
 
 @pytest.mark.parametrize("config", SETS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
-def test_twelve_stats_match_pycocotools(config):
+def test_matches_pycocotools(config):
     preds, targets = random_set(**config)
     evaluation = cocoeval(preds, targets)
-    assert_stats(mean_average_precision(preds, targets), evaluation)
+    result = mean_average_precision(preds, targets, class_metrics=True)
+    assert_stats(result, evaluation)
     # The sets are not trivial: COCO's values lie strictly between 0 and 1.
     assert 0.01 < evaluation.stats[0] < 0.99
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_per_class_values_match_pycocotools(seed):
-    preds, targets = random_set(seed, crowd=bool(seed))
-    evaluation = cocoeval(preds, targets)
-    result = mean_average_precision(preds, targets, class_metrics=True)
-    precision, recall = evaluation.eval["precision"], evaluation.eval["recall"]  # [T, R, K, A, M], [T, K, A, M]
+    # Per class, from COCOeval's precision [T, R, K, A, M] and recall [T, K, A, M] arrays.
+    precision, recall = evaluation.eval["precision"], evaluation.eval["recall"]
     expected_map = [_mean_defined(precision[:, :, k, 0, -1]) for k in range(precision.shape[2])]
     expected_mar = [_mean_defined(recall[:, k, 0, -1]) for k in range(recall.shape[1])]
     np.testing.assert_allclose(result["map_per_class"].numpy(), expected_map, atol=1e-6)
     np.testing.assert_allclose(result["mar_100_per_class"].numpy(), expected_mar, atol=1e-6)
     assert result["classes"].tolist() == evaluation.params.catIds
-    assert -1.0 in expected_map  # the class without ground truth
+    assert expected_map[-1] == -1.0  # the class without ground truth
 
 
 @pytest.mark.parametrize("caps", [[2, 5, 20], [5, 100, 300]])
@@ -188,12 +183,12 @@ def test_custom_thresholds_and_caps_match_pycocotools(caps):
 
 
 def test_accumulator_matches_pycocotools_over_batches():
-    preds, targets = random_set(3, num_images=20, crowd=True)
+    preds, targets = random_set(3, num_images=12, crowd=True)
     metric = MeanAveragePrecision(class_metrics=True)
     metric.update(preds[:3], targets[:3])
     metric.reset()
-    for start in range(0, 20, 6):
-        metric.update(preds[start : start + 6], targets[start : start + 6])
+    for start in range(0, 12, 5):
+        metric.update(preds[start : start + 5], targets[start : start + 5])
     assert_stats(metric.compute(), cocoeval(preds, targets))
 
 
@@ -219,7 +214,7 @@ def assert_same_as_torchmetrics(result, reference):
 
 
 def test_matches_torchmetrics_with_pycocotools_thresholds():
-    preds, targets = random_set(1, num_images=10, crowd=True)
+    preds, targets = random_set(1, num_images=8, crowd=True)
     thresholds = {
         "iou_thresholds": np.linspace(0.5, 0.95, 10).tolist(),
         "rec_thresholds": np.linspace(0, 1, 101).tolist(),
@@ -231,7 +226,7 @@ def test_matches_torchmetrics_with_pycocotools_thresholds():
 def test_matches_torchmetrics_defaults_given_its_thresholds():
     # torchmetrics' default thresholds are float32 roundings (0.55 -> 0.550000011920929), which moves recall values
     # sitting exactly on a threshold; given the same thresholds we agree with it exactly.
-    preds, targets = random_set(0, num_images=10)
+    preds, targets = random_set(0, num_images=8)
     thresholds = {
         "iou_thresholds": torch.linspace(0.5, 0.95, 10).tolist(),
         "rec_thresholds": torch.linspace(0.0, 1.0, 101).tolist(),
@@ -241,7 +236,7 @@ def test_matches_torchmetrics_defaults_given_its_thresholds():
 
 
 def test_map_50_is_minus_one_without_that_threshold_as_torchmetrics():
-    preds, targets = random_set(4)
+    preds, targets = random_set(4, num_images=8)
     recall = torch.linspace(0.0, 1.0, 101).tolist()  # torchmetrics' default
     result = mean_average_precision(preds, targets, [0.6, 0.7], recall, class_metrics=True)
     reference = torchmetrics_map(preds, targets, iou_thresholds=[0.6, 0.7])
@@ -293,6 +288,21 @@ def test_predictions_without_ground_truth_give_minus_one():
     preds = [{"boxes": BOXES, "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": LABELS}]
     result = mean_average_precision(preds, [_empty_target()], class_metrics=True)
     assert all(float(value) == -1 for value in torch.cat([result[key].reshape(-1) for key in KEYS[:-1]]))
+
+
+@pytest.mark.parametrize("case", ["empty images", "perfect", "no predictions", "no ground truth"])
+def test_edge_cases_match_torchmetrics(case):
+    pred = {"boxes": BOXES, "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": LABELS}
+    target = {"boxes": BOXES, "labels": LABELS}
+    preds, targets = {
+        "empty images": ([_empty_pred()] * 2, [_empty_target()] * 2),
+        "perfect": ([pred], [target]),
+        "no predictions": ([_empty_pred()], [target]),
+        "no ground truth": ([pred], [_empty_target()]),
+    }[case]
+    recall = torch.linspace(0.0, 1.0, 101).tolist()
+    result = mean_average_precision(preds, targets, rec_thresholds=recall, class_metrics=True)
+    assert_same_as_torchmetrics(result, torchmetrics_map(preds, targets))
 
 
 def test_integer_boxes_and_flat_empty_tensors_are_accepted():

@@ -544,11 +544,12 @@ def voc_map(
 ) -> dict[str, Tensor]:
     """PASCAL VOC mAP: per-class :func:`voc_average_precision` of the devkit matching, averaged over the classes.
 
-    Same inputs as :func:`mean_average_precision`; targets may carry ``difficult [M]`` flags (not counted as
-    positives; a detection whose best overlap is a difficult box is dropped). A match needs IoU >= ``iou_threshold``
-    (the MATLAB devkit's rule; the Python ``voc_eval.py`` uses >) with areas without "+1" (torchvision's convention;
-    the devkits add 1 pixel to widths and heights). Returns ``map``, ``map_per_class`` (-1 for a class with no
-    non-difficult ground truth, left out of ``map``) and ``classes``, as float32 / int32.
+    Same inputs as :func:`mean_average_precision` (``iscrowd`` and ``area`` unused); targets may carry
+    ``difficult [M]`` flags (not counted as positives; a detection whose best overlap is a difficult box is dropped).
+    A match needs IoU >= ``iou_threshold`` (the MATLAB devkit's rule; the Python ``voc_eval.py`` uses >), areas
+    without "+1" (torchvision's convention; the devkits add 1 pixel to widths and heights). Returns ``map``,
+    ``map_per_class`` (-1 for a class with no non-difficult ground truth, left out of ``map``) and ``classes``, as
+    float32 / int32.
     """
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0 < iou_threshold <= 1:
         raise ValueError(f"iou_threshold: expected a number in (0, 1], got {iou_threshold!r}")
