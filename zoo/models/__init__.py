@@ -1,6 +1,7 @@
 """Model families, one file each; importing this package registers every builder."""
 
-from zoo.models import efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
+from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
+from zoo.models.detection import centernet, yolov3
 from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
@@ -10,6 +11,8 @@ __all__ = [
     "FeatureListNet",
     "ImageClassifier",
     "ResNet",
+    "centernet",
+    "darknet",
     "efficientnet",
     "inception",
     "mobilenet",
@@ -17,4 +20,5 @@ __all__ = [
     "shufflenet",
     "vgg",
     "xception",
+    "yolov3",
 ]
