@@ -139,6 +139,8 @@ class YOLOv3Head(nn.Module):
         self.laterals = nn.ModuleList(
             ConvNormAct(widths[level + 1], widths[level], 1, act_layer=act_layer) for level in range(last)
         )
+        # A module rather than F.interpolate, so that layer-wise counters (zoo.analysis) see it.
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.blocks = nn.ModuleList(
             DetectionBlock(
                 in_channels[level] + (widths[level] if level < last else 0), widths[level], out_channels, act_layer
@@ -152,7 +154,12 @@ class YOLOv3Head(nn.Module):
         for level in reversed(range(len(features))):  # coarse to fine: each scale takes the coarser one's route
             x = features[level]
             if route is not None:
-                upsampled = F.interpolate(self.laterals[level](route), size=x.shape[-2:], mode="nearest")
+                upsampled = self.upsample(self.laterals[level](route))
+                if upsampled.shape[-2:] != x.shape[-2:]:
+                    raise ValueError(
+                        f"feature map {level} (finest first) is {tuple(x.shape[-2:])}, not twice the next coarser "
+                        f"one {tuple(route.shape[-2:])}: the head needs a backbone whose stages halve the size exactly"
+                    )
                 x = torch.cat([upsampled, x], dim=1)  # Darknet's order: route -1 (upsampled), then the backbone
             route, outputs[level] = self.blocks[level](x)
         return outputs
@@ -453,7 +460,7 @@ class YOLOv3(nn.Module):
         target_xy = assigned.offsets[:, :2]
         # BCE minus the target's entropy: 0 at a perfect fit, the same gradient as Darknet's delta.
         xy = F.binary_cross_entropy_with_logits(positives[:, :2], target_xy, reduction="none")
-        xy = xy - F.binary_cross_entropy(target_xy, target_xy, reduction="none")
+        xy = xy + torch.xlogy(target_xy, target_xy) + torch.xlogy(1 - target_xy, 1 - target_xy)
         wh = 0.5 * (positives[:, 2:4] - assigned.offsets[:, 2:]).square()
         loss_box = (assigned.weight[:, None] * (xy + wh)).sum()
 
