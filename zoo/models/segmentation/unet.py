@@ -1,0 +1,215 @@
+"""U-Net (Ronneberger, Fischer & Brox, 2015, arXiv:1505.04597) in the padded form of milesial/Pytorch-UNet, and a
+U-Net decoder over any registered classifier's feature stages. Blocks are in :mod:`zoo.layers.unet`.
+
+UNet, widths w_i = base_width · 2^i (64, 128, 256, 512, 1024), f = 2 with bilinear upsampling, else 1:
+
+    inc    DoubleConv(in_chans, w0)                                   stride 1
+    down1  Down(w0, w1) · down2 Down(w1, w2) · down3 Down(w2, w3)       strides 2, 4, 8
+    down4  Down(w3, w4/f)                                             stride 16 (the bottleneck)
+    up1    Up(w4/f, skip w3, w3/f) · up2 … w2/f · up3 … w1/f            strides 8, 4, 2
+    up4    Up(w1/f, skip w0, w0)                                      stride 1
+    outc   OutConv(w0, classes)
+
+Halving the bottleneck with bilinear upsampling keeps the concatenations as wide as with transposed convs, which
+halve the channels themselves. Four 2×2 poolings floor the size, so an input needs at least 16×16 pixels; each Up
+pads its upsampled map back to the skip's size, so any H×W ≥ 16×16 comes back at H×W.
+
+Parameters (from the block formulas in zoo.layers.unet): 31,037,698 for in_chans 3 and 2 classes with
+transposed convs, 17,263,042 with bilinear upsampling.
+
+BackboneUNet: the encoder is ``create_model(backbone, features_only=True)``; with R the deepest reduction, log2 R
+decoder stages each upsample ×2 (Up, bilinear by default) and concatenate the deepest encoder map at the reduction
+they reach, if there is one (ResNet has none at 2 and 1), then a 1×1 conv gives the logits, resized bilinearly
+(align_corners=False) to the input when the encoder rounded odd sizes up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from zoo.layers.unet import DoubleConv, Down, OutConv, Up
+from zoo.models.base import check_image_batch
+from zoo.models.features import FeatureListNet
+from zoo.registry import create_model, register_model
+
+__all__ = ["BackboneUNet", "UNet"]
+
+DECODER_CHANNELS = (256, 128, 64, 32, 16)
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+class UNet(nn.Module):
+    """The four-level U-Net; ``forward(images)`` returns ``{"out": logits (N, classes, H, W)}``."""
+
+    min_input_size = (16, 16)  # four 2×2 poolings
+
+    def __init__(self, num_classes: int = 2, in_chans: int = 3, base_width: int = 64, bilinear: bool = False) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("base_width", base_width)):
+            _check_positive(name, value)
+        _check_bool("bilinear", bilinear)
+        self.num_classes, self.in_chans, self.bilinear = num_classes, in_chans, bilinear
+        w0, w1, w2, w3, w4 = (base_width * 2**level for level in range(5))
+        f = 2 if bilinear else 1
+        self.inc = DoubleConv(in_chans, w0)
+        self.down1 = Down(w0, w1)
+        self.down2 = Down(w1, w2)
+        self.down3 = Down(w2, w3)
+        self.down4 = Down(w3, w4 // f)
+        self.up1 = Up(w4 // f, w3, w3 // f, bilinear)
+        self.up2 = Up(w3 // f, w2, w2 // f, bilinear)
+        self.up3 = Up(w2 // f, w1, w1 // f, bilinear)
+        self.up4 = Up(w1 // f, w0, w0, bilinear)
+        self.outc = OutConv(w0, num_classes)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_image_batch(x, self.in_chans, type(self).__name__)
+        if x.shape[-2] < self.min_input_size[0] or x.shape[-1] < self.min_input_size[1]:
+            raise ValueError(
+                f"UNet pools four times by 2, so it needs at least 16×16 pixels, got {x.shape[-2]}×{x.shape[-1]}"
+            )
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x = self.down4(x4)
+        x = self.up4(self.up3(self.up2(self.up1(x, x4), x3), x2), x1)
+        return {"out": self.outc(x)}
+
+
+def _skip_plan(reductions: Sequence[int], num_stages: int) -> list[int | None]:
+    """For decoder stage s (reaching reduction R/2^(s+1)), the index of the deepest encoder map at that reduction
+    other than the bottleneck (the last map), or None."""
+    deepest = reductions[-1]
+    plan = []
+    for stage in range(num_stages):
+        target = deepest >> (stage + 1)
+        matches = [index for index, reduction in enumerate(reductions[:-1]) if reduction == target]
+        plan.append(matches[-1] if matches else None)
+    return plan
+
+
+def _check_reductions(reductions: Sequence[int]) -> int:
+    """The number of ×2 decoder stages the encoder's deepest reduction needs (log2 R)."""
+    if any(r < 1 or r & (r - 1) for r in reductions) or list(reductions) != sorted(reductions):
+        raise ValueError(f"the encoder's reductions must be increasing powers of two, got {list(reductions)}")
+    return int(math.log2(reductions[-1]))
+
+
+class BackboneUNet(nn.Module):
+    """A U-Net decoder over ``encoder``'s feature maps (a ``features_only`` model); see the module docstring.
+
+    ``decoder_channels`` gives each decoder stage's width, deepest first, one per ×2 (five for a stride-32
+    encoder). ``bilinear`` selects Up's upsampling; every stage's DoubleConv keeps its own width in the middle.
+    Reference weights for the encoder load with ``zoo.load_reference_weights(model.encoder, state_dict)``.
+    """
+
+    def __init__(
+        self,
+        encoder: FeatureListNet,
+        num_classes: int,
+        decoder_channels: Sequence[int] = DECODER_CHANNELS,
+        bilinear: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(getattr(encoder, "feature_info", None), list):
+            raise TypeError(f"encoder must be a features_only model with feature_info, got {type(encoder).__name__}")
+        _check_positive("num_classes", num_classes)
+        _check_bool("bilinear", bilinear)
+        channels, reductions = encoder.feature_info.channels(), encoder.feature_info.reduction()
+        num_stages = _check_reductions(reductions)
+        if isinstance(decoder_channels, (str, bytes)) or not isinstance(decoder_channels, Sequence):
+            raise TypeError(f"decoder_channels must be a sequence of ints, got {decoder_channels!r}")
+        decoder_channels = tuple(decoder_channels)
+        if len(decoder_channels) != num_stages:
+            raise ValueError(
+                f"decoder_channels needs one width per ×2 upsampling: {num_stages} for an encoder at reduction "
+                f"{reductions[-1]}, got {len(decoder_channels)} ({decoder_channels})"
+            )
+        for width in decoder_channels:
+            _check_positive("each decoder_channels entry", width)
+        self.num_classes, self.in_chans = num_classes, encoder.in_chans
+        self.encoder = encoder
+        self.skip_indices = _skip_plan(reductions, num_stages)
+        in_channels, blocks = channels[-1], []
+        for skip_index, out_channels in zip(self.skip_indices, decoder_channels, strict=True):
+            skip_channels = 0 if skip_index is None else channels[skip_index]
+            blocks.append(Up(in_channels, skip_channels, out_channels, bilinear, mid_channels=out_channels))
+            in_channels = out_channels
+        self.decoder = nn.ModuleList(blocks)
+        self.head = OutConv(in_channels, num_classes)
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str,
+        *,
+        num_classes: int = 21,
+        in_chans: int = 3,
+        decoder_channels: Sequence[int] = DECODER_CHANNELS,
+        bilinear: bool = True,
+        **backbone_kwargs,
+    ) -> BackboneUNet:
+        """Build the encoder as ``zoo.create_model(backbone, features_only=True, in_chans=..., **backbone_kwargs)``."""
+        encoder = create_model(backbone, features_only=True, in_chans=in_chans, **backbone_kwargs)
+        return cls(encoder, num_classes, decoder_channels, bilinear)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_image_batch(x, self.in_chans, type(self).__name__)
+        features = self.encoder(x)
+        y = features[-1]
+        # A loop over the handful of decoder stages; each may or may not take a skip.
+        for block, skip_index in zip(self.decoder, self.skip_indices, strict=True):
+            y = block(y, None if skip_index is None else features[skip_index])
+        logits = self.head(y)
+        if logits.shape[-2:] != x.shape[-2:]:
+            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return {"out": logits}
+
+
+@register_model(task="segmentation")
+def unet(*, num_classes: int = 2, in_chans: int = 3, base_width: int = 64, bilinear: bool = False) -> UNet:
+    """The padded U-Net of milesial/Pytorch-UNet (31.0M parameters; 17.3M with ``bilinear=True``)."""
+    return UNet(num_classes=num_classes, in_chans=in_chans, base_width=base_width, bilinear=bilinear)
+
+
+@register_model(task="segmentation")
+def unet_resnet34(
+    *,
+    num_classes: int = 21,
+    in_chans: int = 3,
+    decoder_channels: Sequence[int] = DECODER_CHANNELS,
+    bilinear: bool = True,
+) -> BackboneUNet:
+    """U-Net decoder over ResNet-34's layer1..layer4 (strides 4..32; the two last stages have no skip)."""
+    return BackboneUNet.from_backbone(
+        "resnet34", num_classes=num_classes, in_chans=in_chans, decoder_channels=decoder_channels, bilinear=bilinear
+    )
+
+
+@register_model(task="segmentation")
+def unet_mobilenet_v2(
+    *,
+    num_classes: int = 21,
+    in_chans: int = 3,
+    decoder_channels: Sequence[int] = DECODER_CHANNELS,
+    bilinear: bool = True,
+) -> BackboneUNet:
+    """U-Net decoder over MobileNetV2's five stages (strides 2..32; the last decoder stage has no skip)."""
+    return BackboneUNet.from_backbone(
+        "mobilenet_v2", num_classes=num_classes, in_chans=in_chans, decoder_channels=decoder_channels, bilinear=bilinear
+    )
