@@ -214,7 +214,8 @@ def test_unet_loss_falls_on_a_few_images():
 @pytest.mark.slow
 @pytest.mark.parametrize("bilinear", [False, True])
 def test_unet_overfits_a_few_images(bilinear):
-    # Measured with transposed convs: loss 2.91 → 0.024 (×121) and eval-mode mIoU 0.83 after 100 steps.
+    # Measured after 100 steps: loss 2.91 → 0.024 (×121), eval-mode mIoU 0.83 with transposed convs;
+    # 2.57 → 0.0093 (×277), mIoU 0.99 with bilinear upsampling.
     model = UNet(num_classes=11, base_width=16, bilinear=bilinear)
     first, last, images, masks = overfit(model, 64, steps=100)
     assert last < first / 30

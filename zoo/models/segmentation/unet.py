@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from zoo.layers.unet import DoubleConv, Down, OutConv, Up
-from zoo.models.base import check_image_batch
+from zoo.models.base import FeatureInfo, check_image_batch
 from zoo.models.features import FeatureListNet
 from zoo.registry import create_model, register_model
 
@@ -126,7 +126,7 @@ class BackboneUNet(nn.Module):
         bilinear: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(getattr(encoder, "feature_info", None), list):
+        if not isinstance(getattr(encoder, "feature_info", None), FeatureInfo):
             raise TypeError(f"encoder must be a features_only model with feature_info, got {type(encoder).__name__}")
         _check_positive("num_classes", num_classes)
         _check_bool("bilinear", bilinear)
