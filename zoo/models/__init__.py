@@ -2,6 +2,7 @@
 
 from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
 from zoo.models.detection import centernet, yolov3
+from zoo.models.segmentation import deeplab, unet
 from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
@@ -13,11 +14,13 @@ __all__ = [
     "ResNet",
     "centernet",
     "darknet",
+    "deeplab",
     "efficientnet",
     "inception",
     "mobilenet",
     "resnet",
     "shufflenet",
+    "unet",
     "vgg",
     "xception",
     "yolov3",
