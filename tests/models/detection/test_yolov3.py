@@ -163,6 +163,10 @@ def test_mobilenet_v2_variant_reads_channels_from_feature_info():
     # The coarsest scale sees the backbone alone; finer ones the upsampled route too.
     assert [block.convs[0].conv.in_channels for block in model.head.blocks] == [32 + 16, 96 + 48, 320]
     assert all(block.pred.out_channels == 3 * (5 + 11) for block in model.head.blocks)
+    # DetectionBlock's closed form C_in·W + 58·W² + 18·W + 2·W·O + O, against the layers as built.
+    for block, c_in, w in zip(model.head.blocks, [48, 144, 320], widths, strict=True):
+        out = 3 * 16
+        assert n_params(block) == c_in * w + 58 * w * w + 18 * w + 2 * w * out + out
 
 
 def test_head_mounts_on_other_backbones():
