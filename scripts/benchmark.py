@@ -88,18 +88,14 @@ def ops_cases(device: torch.device) -> list[tuple[str, Callable[[], object], Cal
     """(label, ours, torchvision) triples on shared inputs."""
     import torchvision.ops as tv
 
-    from zoo.ops.boxes import box_iou
-    from zoo.ops.nms import batched_nms, nms
-    from zoo.ops.roi import roi_align
+    from zoo.ops import batched_nms, box_iou, nms, roi_align
 
     generator = torch.Generator().manual_seed(0)
     cases = []
     for n in (1000, 5000, 20000):
         boxes = _random_boxes(n, 1000.0, generator).to(device)
         scores = torch.rand(n, generator=generator).to(device)
-        cases.append(
-            (f"nms, {n} boxes", partial(nms, boxes, scores, 0.5), partial(tv.nms, boxes, scores, 0.5))
-        )
+        cases.append((f"nms, {n} boxes", partial(nms, boxes, scores, 0.5), partial(tv.nms, boxes, scores, 0.5)))
     boxes = _random_boxes(5000, 1000.0, generator).to(device)
     scores = torch.rand(5000, generator=generator).to(device)
     classes = torch.randint(20, (5000,), generator=generator).to(device)

@@ -276,3 +276,28 @@ def test_centernet_focal_loss_gradcheck_and_inputs():
         centernet_focal_loss(logits, heatmap, alpha=-1.0)
     empty = torch.zeros(0, 1, 4, 4)
     assert centernet_focal_loss(empty, empty).item() == 0.0
+
+
+def test_dice_loss_against_the_formula_and_torchmetrics():
+    """Soft Dice against a direct per-class evaluation of 1 - mean_c (2 Σ p y + 1) / (Σ p + Σ y + 1) over the
+    non-ignored pixels; a confident perfect prediction gives 0; gradcheck."""
+    from zoo.ops.losses import dice_loss
+
+    logits = torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    targets = torch.randint(0, 3, (2, 5, 4))
+    targets[0, 0, :2] = 255
+    valid = targets != 255
+    expected = []
+    probs = logits.softmax(1)
+    for c in range(3):
+        p = probs[:, c][valid]
+        y = (targets[valid] == c).double()
+        expected.append((2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1))
+    assert torch.allclose(dice_loss(logits, targets, ignore_index=255), 1 - torch.stack(expected).mean())
+    perfect = torch.nn.functional.one_hot(targets.clamp(max=2), 3).movedim(-1, 1).double() * 1e3
+    assert dice_loss(perfect, targets, ignore_index=255) < 1e-6
+    assert torch.autograd.gradcheck(lambda x: dice_loss(x, targets, ignore_index=255), logits.requires_grad_())
+    with pytest.raises(ValueError, match="class indices in 0..2"):
+        dice_loss(logits, torch.full((2, 5, 4), 3))
+    with pytest.raises(ValueError, match="targets: expected shape"):
+        dice_loss(logits, targets[:, :4])

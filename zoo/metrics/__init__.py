@@ -1,4 +1,69 @@
-"""Metrics from scratch (classification, detection, segmentation).
+"""Metrics from scratch, each checked against scikit-learn, pycocotools or torchmetrics in the tests.
 
-Each is checked against scikit-learn, pycocotools or torchmetrics in the tests.
+classification  accuracy (top-k), precision / recall / F1, ROC curve and AUC (trapezoid and rank forms),
+                PR curve and average precision; accumulators
+detection       COCO mAP / mAR with torchmetrics' keys (pycocotools' rules), VOC AP (11-point, all-point)
+segmentation    confusion matrix, pixel accuracy, per-class and mean IoU and Dice with ignore_index
+Every accumulator follows ``zoo.metrics.base.Metric``: ``update`` per batch, ``compute``, ``reset``.
 """
+
+from zoo.metrics.base import Metric
+from zoo.metrics.classification import (
+    ROCAUC,
+    Accuracy,
+    AveragePrecision,
+    ConfusionMatrix,
+    PrecisionRecallF1,
+    accuracy,
+    average_precision,
+    confusion_matrix,
+    f1_score,
+    precision,
+    precision_recall_curve,
+    precision_recall_f1,
+    recall,
+    roc_auc,
+    roc_auc_rank,
+    roc_auc_trapezoid,
+    roc_curve,
+)
+from zoo.metrics.detection import MeanAveragePrecision, mean_average_precision, voc_average_precision, voc_map
+from zoo.metrics.segmentation import (
+    SegmentationMetrics,
+    dice_per_class,
+    iou_per_class,
+    mean_dice,
+    mean_iou,
+    pixel_accuracy,
+)
+
+__all__ = [
+    "ROCAUC",
+    "Accuracy",
+    "AveragePrecision",
+    "ConfusionMatrix",
+    "MeanAveragePrecision",
+    "Metric",
+    "PrecisionRecallF1",
+    "SegmentationMetrics",
+    "accuracy",
+    "average_precision",
+    "confusion_matrix",
+    "dice_per_class",
+    "f1_score",
+    "iou_per_class",
+    "mean_average_precision",
+    "mean_dice",
+    "mean_iou",
+    "pixel_accuracy",
+    "precision",
+    "precision_recall_curve",
+    "precision_recall_f1",
+    "recall",
+    "roc_auc",
+    "roc_auc_rank",
+    "roc_auc_trapezoid",
+    "roc_curve",
+    "voc_average_precision",
+    "voc_map",
+]

@@ -1,11 +1,11 @@
 """Model families, one file each; importing this package registers every builder."""
 
 from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
-from zoo.models.detection import centernet, yolov3
-from zoo.models.segmentation import deeplab, unet
 from zoo.models.base import FeatureInfo, ImageClassifier
+from zoo.models.detection import centernet, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
+from zoo.models.segmentation import deeplab, unet
 
 __all__ = [
     "FeatureInfo",

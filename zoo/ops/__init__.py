@@ -1,1 +1,75 @@
-"""Detection and segmentation ops from scratch, drop-in for ``torchvision.ops`` where it has the op."""
+"""Detection and segmentation ops from scratch, drop-in for ``torchvision.ops`` where it has the op.
+
+boxes      formats, areas, IoU / GIoU / DIoU / CIoU (pairwise and paired), clipping, small-box removal
+losses     GIoU / DIoU / CIoU losses, sigmoid focal, smooth L1, CenterNet's heatmap focal loss, soft Dice
+nms        nms, batched_nms, nms_matrix (the same result from matrix ops), soft_nms (linear, Gaussian)
+roi        roi_pool, roi_align, MultiScaleRoIAlign with the FPN level mapper
+anchors    AnchorGenerator, YOLO k-means anchors
+box_coder  BoxCoder (R-CNN deltas with weights and the log-scale clamp)
+matcher    Matcher (IoU thresholds, low-quality matches), BalancedPositiveNegativeSampler
+heatmap    CenterNet's Gaussian radius (corrected and as published) and heatmap drawing
+"""
+
+from zoo.ops.anchors import AnchorGenerator, anchor_fitness, kmeans_anchors, wh_iou
+from zoo.ops.box_coder import BoxCoder
+from zoo.ops.boxes import (
+    box_area,
+    box_convert,
+    box_iou,
+    clip_boxes_to_image,
+    complete_box_iou,
+    distance_box_iou,
+    generalized_box_iou,
+    paired_box_iou,
+    remove_small_boxes,
+)
+from zoo.ops.heatmap import draw_gaussian, draw_gaussians, gaussian_radius
+from zoo.ops.losses import (
+    centernet_focal_loss,
+    complete_box_iou_loss,
+    dice_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+    sigmoid_focal_loss,
+    smooth_l1_loss,
+)
+from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher
+from zoo.ops.nms import batched_nms, nms, nms_matrix, soft_nms
+from zoo.ops.roi import MultiScaleRoIAlign, map_levels, roi_align, roi_pool
+
+__all__ = [
+    "AnchorGenerator",
+    "BalancedPositiveNegativeSampler",
+    "BoxCoder",
+    "Matcher",
+    "MultiScaleRoIAlign",
+    "anchor_fitness",
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "centernet_focal_loss",
+    "clip_boxes_to_image",
+    "complete_box_iou",
+    "complete_box_iou_loss",
+    "dice_loss",
+    "distance_box_iou",
+    "distance_box_iou_loss",
+    "draw_gaussian",
+    "draw_gaussians",
+    "gaussian_radius",
+    "generalized_box_iou",
+    "generalized_box_iou_loss",
+    "kmeans_anchors",
+    "map_levels",
+    "paired_box_iou",
+    "nms",
+    "nms_matrix",
+    "remove_small_boxes",
+    "roi_align",
+    "roi_pool",
+    "sigmoid_focal_loss",
+    "smooth_l1_loss",
+    "soft_nms",
+    "wh_iou",
+]

@@ -20,6 +20,11 @@ CenterNet's penalty-reduced pixel-wise focal loss (Law & Deng, 2018, CornerNet e
     L = -1/N Σ_xyc { (1 - Ŷ)^α log Ŷ              if Y = 1
                     (1 - Y)^β Ŷ^α log(1 - Ŷ)      otherwise }
 
+Soft Dice loss for segmentation (Milletari et al., 2016, V-Net), with p = softmax(logits) over the classes and
+y the one-hot target, summed over the non-ignored pixels of the batch, per class c:
+
+    Dice_c = (2 Σ p_c y_c + s) / (Σ p_c + Σ y_c + s),    L = 1 - mean_c Dice_c     (smoothing s = 1)
+
 N is the number of pixels with Y = 1 over the whole batch (at least 1, so an image without objects gives the
 negative term alone), as in the CenterNet code.
 
@@ -44,6 +49,7 @@ __all__ = [
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "centernet_focal_loss",
+    "dice_loss",
 ]
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -169,3 +175,27 @@ def centernet_focal_loss(
     negative_term = (1 - heatmap).pow(beta) * prob.pow(alpha) * (1 - prob).log()
     total = torch.where(positive, positive_term, negative_term).sum()
     return -total / positive.sum().clamp(min=1)
+
+
+def dice_loss(logits: Tensor, targets: Tensor, ignore_index: int | None = None, smooth: float = 1.0) -> Tensor:
+    """Soft Dice loss (a scalar) from ``logits [N, C, H, W]`` and class-index ``targets [N, H, W]``.
+
+    Pixels equal to ``ignore_index`` count neither in the predictions nor in the targets; every class is in the
+    mean (a class absent from a batch scores ``s / (Σ p_c + s)``, which pushes its probabilities down).
+    """
+    if not isinstance(logits, Tensor) or logits.dim() < 2 or not logits.is_floating_point():
+        raise TypeError("logits: expected a floating-point tensor [N, C, ...]")
+    if not isinstance(targets, Tensor) or targets.shape != logits.shape[:1] + logits.shape[2:]:
+        shape = list(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(f"targets: expected shape {[logits.shape[0], *logits.shape[2:]]}, got {shape}")
+    num_classes = logits.shape[1]
+    valid = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
+    labels = torch.where(valid, targets, 0)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"targets: expected class indices in 0..{num_classes - 1}, got {labels.unique().tolist()}")
+    probs = logits.softmax(dim=1) * valid.unsqueeze(1)
+    one_hot = F.one_hot(labels, num_classes).movedim(-1, 1) * valid.unsqueeze(1)
+    dims = [0, *range(2, logits.dim())]
+    intersection = (probs * one_hot).sum(dims)
+    dice = (2 * intersection + smooth) / (probs.sum(dims) + one_hot.sum(dims) + smooth)
+    return 1 - dice.mean()

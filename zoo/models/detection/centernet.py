@@ -188,7 +188,8 @@ def centernet_decode(
     labels, cell = index // (height * width), index % (height * width)
     gather = cell[:, None].expand(-1, 2, -1)
     centre_offset = offset.flatten(2).gather(2, gather)  # [N, 2, count]
-    half_size = size.flatten(2).gather(2, gather) / 2
+    # An untrained size head can regress negative sizes; the published code would emit x2 < x1 then.
+    half_size = size.flatten(2).gather(2, gather).clamp(min=0) / 2
     centre = torch.stack((cell % width, cell // width), dim=1) + centre_offset
     boxes = torch.cat((centre - half_size, centre + half_size), dim=1).transpose(1, 2) * stride
     keep = scores > score_threshold
