@@ -290,7 +290,8 @@ def pyramid(channels: int = 4, dtype=torch.float32) -> OrderedDict:
 @pytest.mark.parametrize("names", [["0", "1", "2", "3"], ["1", "3"], ["2"]])
 @pytest.mark.parametrize("output_size, sampling_ratio", [(7, 2), ((5, 3), -1)])
 def test_multiscale_roi_align_matches_torchvision(names, output_size, sampling_ratio):
-    maps, image_shapes = pyramid(), [(800, 608), (777, 590)]
+    # 810 > 4 x 200: the scales are rounded (not floored) powers of 2 of feature height / largest image height.
+    maps, image_shapes = pyramid(), [(810, 608), (777, 590)]
     boxes = [level_boxes(3), level_boxes(2)]
     levels = map_levels(boxes, 2, 5)
     assert set(levels.tolist()) == {0, 1, 2, 3}  # every pyramid level is used
@@ -330,10 +331,13 @@ def test_map_levels_matches_torchvision_level_mapper(dtype, k_min, k_max, canoni
 
 
 def test_map_levels_closed_form():
-    # k = floor(4 + log2(sqrt(w h) / 224) + 1e-6), clamped to [2, 5], minus k_min.
-    sides = torch.tensor([224.0, 112.0, 223.9, 448.0, 10.0, 5000.0, 0.0])
-    boxes = torch.stack([torch.zeros(7), torch.zeros(7), sides, sides], dim=1)
-    assert map_levels(boxes, 2, 5).tolist() == [2, 1, 1, 3, 0, 3, 0]
+    # k = floor(4 + log2(sqrt(w h) / 224) + 1e-6), clamped to [2, 5], minus k_min. The last box is a hair under
+    # 224 x 224: log2 gives -7e-10, and only the eps keeps it on level 4.
+    sides = torch.tensor([224.0, 112.0, 223.9, 448.0, 10.0, 5000.0, 0.0, 224.0], dtype=torch.float64)
+    heights = sides.clone()
+    heights[-1] = 224.0 * (1 - 1e-9)
+    boxes = torch.stack([torch.zeros(8), torch.zeros(8), sides, heights], dim=1)
+    assert map_levels(boxes, 2, 5).tolist() == [2, 1, 1, 3, 0, 3, 0, 2]
     assert map_levels([], 2, 5).shape == (0,)
 
 

@@ -22,7 +22,9 @@ Both ops are computed here as bags over the channels-last map ``[N H W, C]``: ev
 indices (with bilinear weights for RoIAlign), reduced by ``embedding_bag`` (weighted sum, or max). The bags are
 built for all RoIs at once by broadcasting, padded to the largest per-RoI sample count of a group of similar RoIs
 and stripped of the padding before the gather. Gradients flow to ``input`` by autograd (RoIPool's to the first
-maximum of each bin in row-major order, as in torchvision); boxes get no gradient, as in torchvision.
+maximum of each bin in row-major order, as in torchvision); boxes get no gradient, as in torchvision. RoIs are
+processed in chunks of about ``_BUDGET`` padded entries (tens of MB); only a RoI that alone has more samples than
+that (an adaptive grid of ~100 x 100 samples per bin at 7 x 7 bins) exceeds it, as torchvision's own would.
 
 Multi-scale RoIAlign assigns a box of area ``w h`` (image pixels) to pyramid level
 
@@ -299,8 +301,8 @@ def _align_taps(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, samp
     inside = (coord >= -1) & (coord <= limit) & real[:, None, :]
     coord = coord.clamp(0, limit)  # [-1, 0] reads cell 0; clamping at `limit` only keeps dropped taps in range
     low = coord.long().clamp_max(limit - 1)
-    frac = torch.where(low == limit - 1, 0.0, coord - low.to(dtype))  # past the last cell centre: the last cell
-    cells = torch.stack([low, (low + 1).clamp_max(limit - 1)], dim=-1)
+    frac = coord - low.to(dtype)
+    cells = torch.stack([low, (low + 1).clamp_max(limit - 1)], dim=-1)  # past the last centre both read the last
     weights = torch.stack([1 - frac, frac], dim=-1) * inside[..., None]
     return cells, weights, real
 
