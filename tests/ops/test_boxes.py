@@ -178,7 +178,7 @@ def as_boxes(rows: list[tuple[float, float, float, float]]) -> torch.Tensor:
     return torch.tensor([[x, y, x + w, y + h] for x, y, w, h in rows], dtype=torch.float32).reshape(-1, 4)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(box_lists, box_lists)
 def test_iou_family_properties(rows1, rows2):
     boxes1, boxes2 = as_boxes(rows1), as_boxes(rows2)

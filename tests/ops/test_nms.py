@@ -71,7 +71,7 @@ def test_nms_matrix_matches_torchvision():
 def test_nms_matches_torchvision_across_blocks():
     # More boxes than one block, with the default settings.
     for integer, ties in ((False, False), (True, True)):
-        boxes, scores = random_boxes(3000, scale=1000.0, integer=integer), random_scores(3000, ties)
+        boxes, scores = random_boxes(2200, scale=1000.0, integer=integer), random_scores(2200, ties)
         assert torch.equal(nms(boxes, scores, 0.5), tv.nms(boxes, scores, 0.5))
 
 
@@ -104,9 +104,9 @@ def test_nms_out_of_range_thresholds_match_torchvision(threshold, path):
 
 def test_batched_nms_matches_torchvision(path):
     for boxes, scores in cases():
-        for classes in (1, 3, 10):
+        for classes in (1, 4):
             idxs = torch.randint(0, classes, (len(boxes),))
-            for threshold in (0.0, 0.5, 0.7):
+            for threshold in (0.0, 0.5):
                 expected = tv.batched_nms(boxes, scores, idxs, threshold)
                 assert torch.equal(batched_nms(boxes, scores, idxs, threshold), expected)
 
@@ -168,7 +168,7 @@ def as_boxes(rows):
     return torch.tensor([[x, y, x + w, y + h] for x, y, w, h in rows], dtype=torch.float32).reshape(-1, 4)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(box_rows, st.sampled_from([0.0, 0.2, 0.5, 0.8]), st.randoms(use_true_random=False))
 def test_nms_properties(rows, threshold, rng):
     boxes = as_boxes(rows)

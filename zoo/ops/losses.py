@@ -20,13 +20,13 @@ CenterNet's penalty-reduced pixel-wise focal loss (Law & Deng, 2018, CornerNet e
     L = -1/N Σ_xyc { (1 - Ŷ)^α log Ŷ              if Y = 1
                     (1 - Y)^β Ŷ^α log(1 - Ŷ)      otherwise }
 
+N is the number of pixels with Y = 1 over the whole batch (at least 1, so an image without objects gives the
+negative term alone), as in the CenterNet code.
+
 Soft Dice loss for segmentation (Milletari et al., 2016, V-Net), with p = softmax(logits) over the classes and
 y the one-hot target, summed over the non-ignored pixels of the batch, per class c:
 
     Dice_c = (2 Σ p_c y_c + s) / (Σ p_c + Σ y_c + s),    L = 1 - mean_c Dice_c     (smoothing s = 1)
-
-N is the number of pixels with Y = 1 over the whole batch (at least 1, so an image without objects gives the
-negative term alone), as in the CenterNet code.
 
 Reductions are ``"none" | "mean" | "sum"``. The mean of an empty input is 0, kept in the autograd graph:
 torchvision's box losses do this; its focal loss and ``F.smooth_l1_loss`` return NaN there, which would

@@ -20,7 +20,8 @@ those candidates: boxes get integer keys (category, row of a grid of cells at le
 box, rank of x1), so the boxes that can intersect a box lie in at most a few key windows, found by binary search
 (see ``_Windows``). The visiting order is cut into blocks: a block's boxes are first tested against the boxes kept
 by earlier blocks (final decisions: nothing later changes them), and the survivors are resolved among themselves
-by the fixed point on their sparse suppression edges. Memory stays O(N + block² + chunk).
+by the fixed point on their sparse suppression edges. Memory stays O(N + block² + chunk). A few hundred boxes,
+a negative threshold (disjoint boxes suppress each other) or infinite coordinates take the matrix form instead.
 
 The IoU is computed with the operations of torchvision's kernel (``inter / (area_i + area_j - inter)`` in the
 boxes' dtype) and compared with the threshold rounded down to that dtype, which is what comparing with the double
