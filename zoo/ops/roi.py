@@ -174,15 +174,20 @@ def _outer(rows: Tensor, cols: Tensor, op) -> Tensor:
 
 
 def _reduce_bags(
-    table: Tensor, cells: Tensor, real: Tensor, bag_size: Tensor, mode: str, weights: Tensor | None = None
+    table: Tensor,
+    cells: Tensor,
+    real: tuple[Tensor, Tensor],
+    bag_size: Tensor,
+    mode: str,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """Reduce each bin's bag of ``table`` rows (``mode`` "sum" or "max") → ``[bins, C]``.
 
-    ``cells`` (and ``weights``) are laid out padded; the entries where ``real`` is False are dropped first, so the
-    gather, the expensive part (C values per entry), reads real cells only.
+    ``cells`` (and ``weights``) come from :func:`_outer`, padded; ``real`` holds its row and column masks, and the
+    padding is dropped first, so the gather, the expensive part (C values per entry), reads real cells only.
     """
     if len(cells) > bag_size.sum():
-        keep = real.nonzero().squeeze(1)
+        keep = _outer(*real, torch.logical_and).nonzero().squeeze(1)
         cells, weights = cells[keep], None if weights is None else weights[keep]
     offsets = torch.cumsum(bag_size, 0) - bag_size
     return F.embedding_bag(cells, table, offsets, mode=mode, per_sample_weights=weights)
@@ -234,7 +239,7 @@ def _roi_pool_bins(table: Tensor, batch: Tensor, rows, cols, shape: tuple[int, i
     step_w = torch.arange(max(int(num_cols.max()), 1), device=table.device)
     row = (batch[:, None, None] * height + row0[:, :, None] + step_h) * width
     cells = _outer(row, col0[:, :, None] + step_w, torch.add)
-    real = _outer(step_h < num_rows[:, :, None], step_w < num_cols[:, :, None], torch.logical_and)
+    real = (step_h < num_rows[:, :, None], step_w < num_cols[:, :, None])
     bag_size = (num_rows[:, :, None] * num_cols[:, None, :]).flatten()
     pooled = _reduce_bags(table, cells, real, bag_size, "max")
     # Nothing above -FLT_MAX (an empty bin, or only -inf): torchvision keeps its initial value, no gradient.
@@ -320,9 +325,10 @@ def _roi_align_bins(table: Tensor, batch: Tensor, geometry, output_size: tuple[i
     weights = _outer(
         (y_weights / count[:, None, None, None]).view(k, out_h, -1), x_weights.view(k, out_w, -1), torch.mul
     )
-    y_real = y_real[:, None, :, None].expand(-1, out_h, -1, 2).reshape(k, out_h, -1)
-    x_real = x_real[:, None, :, None].expand(-1, out_w, -1, 2).reshape(k, out_w, -1)
-    real = _outer(y_real, x_real, torch.logical_and)
+    real = (
+        y_real[:, None, :, None].expand(-1, out_h, -1, 2).reshape(k, out_h, -1),
+        x_real[:, None, :, None].expand(-1, out_w, -1, 2).reshape(k, out_w, -1),
+    )
     bag_size = (4 * grid[:, 0] * grid[:, 1]).repeat_interleave(out_h * out_w)
     return _reduce_bags(table, cells, real, bag_size, "sum", weights.to(table.dtype))
 
