@@ -230,8 +230,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None, help="write benchmark.md and benchmark.png here")
     parser.add_argument("--ops", action="store_true", help="time zoo.ops against torchvision.ops instead of models")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     machine = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"

@@ -43,15 +43,6 @@ def timm_darknet53(slope=0.1, **kwargs):
     return timm.create_model("darknet53", act_layer=partial(nn.LeakyReLU, negative_slope=slope), **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small inputs: synchronising threads costs more than it saves (many times more on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def on_meta(build):
     """Build without allocating or initialising weights: enough for structure and parameter counts."""
     with torch.device("meta"):

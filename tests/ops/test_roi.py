@@ -15,15 +15,6 @@ from zoo.ops.roi import MultiScaleRoIAlign, map_levels, roi_align, roi_pool
 SCALES = (1.0, 0.5, 0.25, 1 / 16, 0.3)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """The inputs here are tiny: OpenMP's fork/join would cost more than it saves (a lot on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_rois(num: int, images: int, height: int, width: int, scale: float, dtype=torch.float32) -> torch.Tensor:
     """[K, 5] RoIs in image coordinates: inside, partly or fully outside the map, tiny, inverted and huge ones."""
     extent = torch.tensor([width, height], dtype=dtype) / scale

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.data.base import ImageDataModule
-from zoo.data.synthetic import MEAN, SHAPE_NAMES, STD, render_scenes
+from zoo.data.synthetic import MEAN, SHAPE_NAMES, STD, render_varied_scenes
 from zoo.ops.boxes import check_boxes
 
 __all__ = [
@@ -67,27 +67,13 @@ class SyntheticDetection(Dataset):
     """``num_samples`` scenes of 1..``max_objects`` shapes (labels 1..10), rendered once from ``seed``."""
 
     def __init__(self, num_samples: int, image_size: int = 128, max_objects: int = 3, seed: int = 0) -> None:
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-        if not isinstance(max_objects, int) or max_objects < 1:
-            raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
-        generator = torch.Generator().manual_seed(seed)
-        counts = torch.randint(1, max_objects + 1, (num_samples,), generator=generator)
         self.pixels = torch.empty(num_samples, 3, image_size, image_size, dtype=torch.uint8)
         self.targets: list[dict] = [{} for _ in range(num_samples)]
-        chunk = max(1, 2**21 // (image_size * image_size * max_objects))  # bounds the renderer's memory
-        for k in range(1, max_objects + 1):
-            indices = (counts == k).nonzero().flatten()
-            for start in range(0, len(indices), chunk):
-                part = indices[start : start + chunk]
-                scenes = render_scenes(len(part), image_size, k, generator=generator)
-                self.pixels[part] = (scenes.images * 255).round().to(torch.uint8)
-                for row, index in enumerate(part.tolist()):
-                    visible = scenes.boxes[row].any(dim=1)
-                    self.targets[index] = {
-                        "boxes": scenes.boxes[row][visible],
-                        "labels": scenes.labels[row][visible] + 1,
-                    }
+        for indices, scenes in render_varied_scenes(num_samples, image_size, max_objects, seed):
+            self.pixels[indices] = (scenes.images * 255).round().to(torch.uint8)
+            for row, index in enumerate(indices.tolist()):
+                visible = scenes.boxes[row].any(dim=1)
+                self.targets[index] = {"boxes": scenes.boxes[row][visible], "labels": scenes.labels[row][visible] + 1}
         self.mean = torch.tensor(MEAN).view(3, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1)
 

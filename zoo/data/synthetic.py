@@ -15,6 +15,7 @@ border pixels as ``IGNORE_INDEX``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,7 @@ __all__ = [
     "SyntheticClassification",
     "SyntheticDataModule",
     "render_scenes",
+    "render_varied_scenes",
 ]
 
 SHAPE_NAMES = (
@@ -126,6 +128,25 @@ def render_scenes(
         visible[:, :j] *= 1 - coverage[:, j : j + 1]
     images = (images + noise_std * torch.randn(images.shape, generator=generator)).clamp(0.0, 1.0)
     return Scenes(images=images, labels=labels, coverage=visible, boxes=_boxes_from_coverage(visible))
+
+
+def render_varied_scenes(
+    num_samples: int, image_size: int, max_objects: int, seed: int
+) -> Iterator[tuple[torch.Tensor, Scenes]]:
+    """Scenes of 1..``max_objects`` shapes, the count drawn per image from ``seed``, rendered in chunks of
+    bounded memory; yields ``(indices, scenes)``: which of the ``num_samples`` images each chunk fills."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    if not isinstance(max_objects, int) or max_objects < 1:
+        raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.randint(1, max_objects + 1, (num_samples,), generator=generator)
+    chunk = max(1, 2**21 // (image_size * image_size * max_objects))
+    for k in range(1, max_objects + 1):
+        indices = (counts == k).nonzero().flatten()
+        for start in range(0, len(indices), chunk):
+            part = indices[start : start + chunk]
+            yield part, render_scenes(len(part), image_size, k, generator=generator)
 
 
 def _boxes_from_coverage(coverage: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,11 @@ __all__ = ["Task"]
 
 class Task(pl.LightningModule):
     """Holds ``model`` and builds ``optimizer`` (a partial taking ``params``) and ``scheduler`` (a partial of
-    :func:`zoo.tasks.schedules.warmup_schedule`, or None) stepped every optimisation step."""
+    :func:`zoo.tasks.schedules.warmup_schedule`, or None) stepped every optimisation step. Subclasses set
+    ``default_monitor``, the checkpoint metric used when ``monitor`` is not given, and pass their other
+    keyword arguments on here."""
+
+    default_monitor: str
 
     def __init__(
         self,
@@ -29,7 +33,7 @@ class Task(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         *,
         skip_norm_and_bias_decay: bool = True,
-        monitor: str = "val/acc",
+        monitor: str | None = None,
         monitor_mode: str = "max",
     ) -> None:
         super().__init__()
@@ -39,7 +43,7 @@ class Task(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.skip_norm_and_bias_decay = skip_norm_and_bias_decay
-        self.monitor = monitor
+        self.monitor = monitor or self.default_monitor
         self.monitor_mode = monitor_mode
 
     def configure_optimizers(self):

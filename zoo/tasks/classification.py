@@ -41,6 +41,8 @@ def _batch_mixer(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> C
 class ClassificationTask(Task):
     """Train ``model`` with cross-entropy; optimiser, schedule and checkpoint metric as in :class:`Task`."""
 
+    default_monitor = "val/acc"
+
     def __init__(
         self,
         model: nn.Module,
@@ -51,18 +53,9 @@ class ClassificationTask(Task):
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
-        skip_norm_and_bias_decay: bool = True,
-        monitor: str = "val/acc",
-        monitor_mode: str = "max",
+        **task_options,
     ) -> None:
-        super().__init__(
-            model,
-            optimizer,
-            scheduler,
-            skip_norm_and_bias_decay=skip_norm_and_bias_decay,
-            monitor=monitor,
-            monitor_mode=monitor_mode,
-        )
+        super().__init__(model, optimizer, scheduler, **task_options)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.num_classes = num_classes

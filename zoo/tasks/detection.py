@@ -25,6 +25,8 @@ LOGGED_METRICS = ("map", "map_50", "map_75", "mar_100")
 class DetectionTask(Task):
     """Train a detector on ``(images, targets)`` batches; validate with COCO mAP."""
 
+    default_monitor = "val/map_50"
+
     def __init__(
         self,
         model: nn.Module,
@@ -32,18 +34,9 @@ class DetectionTask(Task):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         *,
         num_classes: int,
-        skip_norm_and_bias_decay: bool = True,
-        monitor: str = "val/map_50",
-        monitor_mode: str = "max",
+        **task_options,
     ) -> None:
-        super().__init__(
-            model,
-            optimizer,
-            scheduler,
-            skip_norm_and_bias_decay=skip_norm_and_bias_decay,
-            monitor=monitor,
-            monitor_mode=monitor_mode,
-        )
+        super().__init__(model, optimizer, scheduler, **task_options)
         self.num_classes = num_classes
         self.val_map = MeanAveragePrecision()
 

@@ -32,6 +32,8 @@ LOSSES = ("ce", "dice", "ce+dice")
 class SegmentationTask(Task):
     """Train a segmentation model on ``(images, masks)`` batches; validate with pixel accuracy and mIoU."""
 
+    default_monitor = "val/miou"
+
     def __init__(
         self,
         model: nn.Module,
@@ -42,18 +44,9 @@ class SegmentationTask(Task):
         loss: str = "ce",
         aux_weight: float = 0.5,
         ignore_index: int = IGNORE_INDEX,
-        skip_norm_and_bias_decay: bool = True,
-        monitor: str = "val/miou",
-        monitor_mode: str = "max",
+        **task_options,
     ) -> None:
-        super().__init__(
-            model,
-            optimizer,
-            scheduler,
-            skip_norm_and_bias_decay=skip_norm_and_bias_decay,
-            monitor=monitor,
-            monitor_mode=monitor_mode,
-        )
+        super().__init__(model, optimizer, scheduler, **task_options)
         if loss not in LOSSES:
             raise ValueError(f"task.loss must be one of {LOSSES}, got {loss!r}")
         if aux_weight < 0:

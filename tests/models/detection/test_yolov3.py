@@ -78,15 +78,6 @@ def unflatten(predictions, grid_sizes, num_anchors=3):
     return raw
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The nets here are tiny: synchronising threads costs more than it saves (many times more on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DARKNET_ANCHOR_TABLE = [DARKNET_ANCHORS[0:3], DARKNET_ANCHORS[3:6], DARKNET_ANCHORS[6:9]]
 
 
