@@ -99,7 +99,8 @@ class RegionProposalNetwork(nn.Module):
     ``forward(images, features, targets=None)`` takes an :class:`~zoo.models.detection.transform.ImageList`,
     the feature maps by name (all are used, in order) and in training the targets (``"boxes"`` in the padded
     image's pixels); it returns the per-image proposals ``[P_i, 4]`` (by decreasing objectness) and a loss
-    dict (empty in eval mode). Arguments and defaults are torchvision's (its Faster R-CNN values).
+    dict (empty in eval mode). The arguments are torchvision's, in its order, with Faster R-CNN's values as
+    defaults; ``pre_nms_top_n`` and ``post_nms_top_n`` are dicts with a "training" and a "testing" count.
     """
 
     def __init__(
@@ -131,10 +132,10 @@ class RegionProposalNetwork(nn.Module):
         self.reference_renames = nest_reference_renames("head", getattr(head, "reference_renames", []))
 
     def pre_nms_top_n(self) -> int:
-        return self._pre_nms_top_n[MODES[0] if self.training else MODES[1]]
+        return self._pre_nms_top_n["training" if self.training else "testing"]
 
     def post_nms_top_n(self) -> int:
-        return self._post_nms_top_n[MODES[0] if self.training else MODES[1]]
+        return self._post_nms_top_n["training" if self.training else "testing"]
 
     def forward(
         self,
@@ -176,12 +177,8 @@ class RegionProposalNetwork(nn.Module):
         anchors_per_level: Sequence[int],
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Per image, the proposals kept (module docstring) and their objectness probabilities."""
-        levels = torch.cat(
-            [
-                torch.full((count,), level, dtype=torch.int64, device=logits.device)
-                for level, count in enumerate(anchors_per_level)
-            ]
-        )
+        counts = torch.tensor(list(anchors_per_level), device=logits.device)
+        levels = torch.repeat_interleave(torch.arange(len(counts), device=logits.device), counts)
         top = self._top_n_per_level(logits, anchors_per_level)
         rows = torch.arange(len(proposals), device=logits.device)[:, None]
         proposals, scores, levels = proposals[rows, top], torch.sigmoid(logits[rows, top]), levels[top]
