@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+# Two workers (pytest-xdist), one thread each (tests/conftest.py): both cores stay busy on small tensors.
+exec .venv/bin/python -m pytest -n 2 "$@"

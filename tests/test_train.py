@@ -44,6 +44,30 @@ def test_every_model_trains_through_train(tmp_path, name):
     assert torch.isfinite(torch.tensor(metrics["train/loss"])) and 0.0 <= metrics["val/acc"] <= 1.0
 
 
+# Models whose default input transform would resize the tiny test images to 800 px.
+SMALL_INPUT_OVERRIDES = {"faster_rcnn_resnet50_fpn": ["++model.min_size=64", "++model.max_size=64"]}
+MONITOR = {"detection": "val/map_50", "segmentation": "val/miou"}
+
+
+@pytest.mark.parametrize("name", zoo.list_models(task="detection") + zoo.list_models(task="segmentation"))
+def test_every_detector_and_segmenter_trains_through_train(tmp_path, name):
+    """`python train.py model=<name>` picks its task and data on its own, trains a step and validates."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={tmp_path}", f"model={name}", "debug=fast", "++model.input_size=64",
+                "data.train_size=2", "data.val_size=2", "data.batch_size=2", *SMALL_INPUT_OVERRIDES.get(name, []),
+            ],
+        )  # fmt: skip
+    task = zoo.registry.model_task(name)
+    assert cfg.task._target_.endswith({"detection": "DetectionTask", "segmentation": "SegmentationTask"}[task])
+    metrics = train(cfg)
+    assert metrics["monitor"] == MONITOR[task]
+    assert torch.isfinite(torch.tensor(metrics["train/loss"])) and 0.0 <= metrics[MONITOR[task]] <= 1.0
+
+
 def test_fast_dev_run_returns_metrics(tmp_path):
     metrics = train(compose_train(tmp_path, "trainer.fast_dev_run=true"))
     assert 0.0 <= metrics["val/acc"] <= 1.0

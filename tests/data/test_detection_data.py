@@ -82,6 +82,7 @@ def _write_coco(root, categories=(3, 7)):
             {"id": 1, "image_id": 1, "category_id": categories[1], "bbox": [10, 5, 20, 10], "iscrowd": 0},
             {"id": 2, "image_id": 1, "category_id": categories[0], "bbox": [0, 0, 60, 40], "iscrowd": 0},
             {"id": 3, "image_id": 1, "category_id": categories[0], "bbox": [1, 1, 2, 2], "iscrowd": 1},
+            {"id": 4, "image_id": 1, "category_id": categories[0], "bbox": [5, 5, 0, 3], "iscrowd": 0},
         ],
         "categories": [{"id": c, "name": f"c{c}"} for c in categories],
     }
@@ -97,7 +98,7 @@ def test_coco_loader_reads_boxes_and_maps_categories(tmp_path):
     assert image.shape == (3, 120, 120)
     # 60 px wide → 120: scale 2; xywh [10, 5, 20, 10] → xyxy [20, 10, 60, 30]; category 7 → label 2.
     assert target["boxes"].tolist() == [[20.0, 10.0, 60.0, 30.0], [0.0, 0.0, 120.0, 80.0]]
-    assert target["labels"].tolist() == [2, 1]  # the crowd annotation is left out
+    assert target["labels"].tolist() == [2, 1]  # the crowd annotation and the zero-width box are left out
     image, target = data[1]  # no annotations: an empty target
     assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
     module = CocoDetectionDataModule(annotations, tmp_path / "images", annotations, tmp_path / "images", 64, 2, 0)

@@ -4,8 +4,8 @@
      "annotations": [{"id", "image_id", "category_id", "bbox": [x, y, w, h], "iscrowd"}, ...],
      "categories": [{"id", "name"}, ...]}
 
-Boxes become xyxy; crowd annotations are left out of the training targets (as torchvision's reference
-scripts do). Category ids, which need not be contiguous (COCO's run 1..90 with gaps), map to labels
+Boxes become xyxy; crowd annotations and zero-size boxes are left out of the training targets (as
+torchvision's reference scripts do). Category ids, which need not be contiguous (COCO's run 1..90 with gaps), map to labels
 1..C in sorted id order, 0 being background; the validation split uses the training split's mapping.
 Each image is scaled so that its longer side is ``image_size`` and padded at the right and bottom to a
 square, so boxes scale by one factor and a batch stacks into one tensor.
@@ -81,7 +81,9 @@ class CocoDetection(Dataset):
         self.images = sorted(data["images"], key=lambda image: image["id"])
         self.annotations: dict[int, list[dict]] = {image["id"]: [] for image in self.images}
         for annotation in data["annotations"]:
-            if not annotation.get("iscrowd", 0):
+            _, _, width, height = annotation["bbox"]
+            # Crowd regions and zero-size boxes are not training targets (torchvision's reference scripts too).
+            if not annotation.get("iscrowd", 0) and width > 0 and height > 0:
                 self.annotations[annotation["image_id"]].append(annotation)
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)

@@ -2,7 +2,7 @@
 
 from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
-from zoo.models.detection import centernet, yolov3
+from zoo.models.detection import centernet, faster_rcnn, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
 from zoo.models.segmentation import deeplab, unet
@@ -16,6 +16,7 @@ __all__ = [
     "darknet",
     "deeplab",
     "efficientnet",
+    "faster_rcnn",
     "inception",
     "mobilenet",
     "resnet",

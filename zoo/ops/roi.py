@@ -437,7 +437,7 @@ class MultiScaleRoIAlign(nn.Module):
             raise ValueError(f"x: none of the feature maps {self.featmap_names} is among {list(x)}")
         for feature in features:
             _check_input(feature)
-        channels = {feature.shape[1] for feature in features}
+        channels = {int(feature.shape[1]) for feature in features}  # ints: under tracing shapes are tensors
         if len(channels) > 1:
             raise ValueError(f"x: the pooled feature maps must have equal channels, got {sorted(channels)}")
         if not image_shapes:
