@@ -127,7 +127,7 @@ def _print_summary(cfg: DictConfig, metrics: dict[str, Any], checkpoint) -> None
         f"params         {metrics['params']:,}",
         f"MACs           {metrics['macs'] / 1e6:,.1f} M per {cfg.data.get('image_size', '?')}px image "
         f"(fvcore: 1 fused multiply-add = 1 MAC; FLOPs ≈ 2 × MACs)",
-        f"best {monitor}".ljust(15) + (f"{best:.4f}" if best is not None else "n/a"),
+        f"best {monitor} ".ljust(15) + (f"{best:.4f}" if best is not None else "n/a"),
         f"run directory  {metrics['output_dir']}",
     ]
     if checkpoint is not None and checkpoint.best_model_path:
