@@ -356,3 +356,14 @@ def test_centernet_resnet18_overfits_and_finds_the_objects():
         top = found["boxes"][: len(target["boxes"])]
         iou = torchvision.ops.box_iou(top, target["boxes"])
         assert (iou.max(dim=0).values > 0.5).all()
+
+
+def test_decode_clamps_negative_sizes_to_empty_boxes():
+    """An untrained size head can regress negative sizes: decoding gives zero-size boxes at the peak, not x2 < x1."""
+    heatmap = torch.full((1, 2, 4, 4), -10.0)
+    heatmap[0, 1, 2, 1] = 5.0
+    size = torch.full((1, 2, 4, 4), -3.0)
+    offset = torch.zeros(1, 2, 4, 4)
+    detection = centernet_decode(heatmap, size, offset, max_detections=1)[0]
+    assert detection["labels"].tolist() == [1]
+    assert detection["boxes"].tolist() == [[4.0, 8.0, 4.0, 8.0]]  # centre (1, 2) cells × stride 4, size 0
