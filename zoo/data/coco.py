@@ -5,8 +5,9 @@
      "categories": [{"id", "name"}, ...]}
 
 Boxes become xyxy; crowd annotations and zero-size boxes are left out of the training targets (as
-torchvision's reference scripts do). Category ids, which need not be contiguous (COCO's run 1..90 with gaps), map to labels
-1..C in sorted id order, 0 being background; the validation split uses the training split's mapping.
+torchvision's reference scripts do). Category ids, which need not be contiguous (COCO's run 1..90 with
+gaps), map to labels 1..C in sorted id order, 0 being background; the validation split uses the training
+split's mapping.
 Each image is scaled so that its longer side is ``image_size`` and padded at the right and bottom to a
 square, so boxes scale by one factor and a batch stacks into one tensor.
 """

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.data.base import ImageDataModule
-from zoo.data.synthetic import MEAN, SHAPE_NAMES, STD, render_varied_scenes
+from zoo.data.synthetic import MEAN, STD, SyntheticScenesDataModule, render_varied_scenes
 from zoo.ops.boxes import check_boxes
 
 __all__ = [
@@ -86,29 +86,8 @@ class SyntheticDetection(Dataset):
         return image, {"boxes": target["boxes"].clone(), "labels": target["labels"].clone()}
 
 
-class SyntheticDetectionDataModule(DetectionDataModule):
+class SyntheticDetectionDataModule(SyntheticScenesDataModule, DetectionDataModule):
     """The built-in detection data: ten shape categories (``num_classes`` = 11 with background)."""
 
-    num_classes = len(SHAPE_NAMES) + 1
-    in_chans = 3
-
-    def __init__(
-        self,
-        train_size: int = 3000,
-        val_size: int = 300,
-        image_size: int = 128,
-        max_objects: int = 3,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        if not isinstance(image_size, int) or image_size < 32:
-            raise ValueError(f"data.image_size must be an int >= 32, got {image_size!r}")
-        self.train_size, self.val_size, self.image_size = train_size, val_size, image_size
-        self.max_objects = max_objects
-
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
-        train = SyntheticDetection(self.train_size, self.image_size, self.max_objects, seed=2 * self.seed)
-        val = SyntheticDetection(self.val_size, self.image_size, self.max_objects, seed=2 * self.seed + 1)
-        return train, val
+    scenes_dataset = SyntheticDetection
+    min_image_size = 32

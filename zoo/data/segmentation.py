@@ -28,7 +28,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from zoo.data.base import ImageDataModule
 from zoo.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
-from zoo.data.synthetic import IGNORE_INDEX, MEAN, SHAPE_NAMES, STD, render_varied_scenes
+from zoo.data.synthetic import IGNORE_INDEX, MEAN, STD, SyntheticScenesDataModule, render_varied_scenes
 
 __all__ = [
     "IGNORE_INDEX",
@@ -88,32 +88,10 @@ class SyntheticSegmentation(Dataset):
         return image, self.masks[index].long()
 
 
-class SyntheticSegmentationDataModule(SegmentationDataModule):
+class SyntheticSegmentationDataModule(SyntheticScenesDataModule, SegmentationDataModule):
     """The built-in segmentation data: background + ten shape classes (``num_classes`` = 11)."""
 
-    num_classes = len(SHAPE_NAMES) + 1
-    in_chans = 3
-
-    def __init__(
-        self,
-        train_size: int = 2000,
-        val_size: int = 200,
-        image_size: int = 64,
-        max_objects: int = 3,
-        batch_size: int = 16,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        if not isinstance(image_size, int) or image_size < 16:
-            raise ValueError(f"data.image_size must be an int >= 16, got {image_size!r}")
-        self.train_size, self.val_size, self.image_size = train_size, val_size, image_size
-        self.max_objects = max_objects
-
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
-        train = SyntheticSegmentation(self.train_size, self.image_size, self.max_objects, seed=2 * self.seed)
-        val = SyntheticSegmentation(self.val_size, self.image_size, self.max_objects, seed=2 * self.seed + 1)
-        return train, val
+    scenes_dataset = SyntheticSegmentation
 
 
 class VOCSegmentation(Dataset):

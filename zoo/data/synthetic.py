@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.base import ClassificationDataModule
+from zoo.data.base import ClassificationDataModule, ImageDataModule
 
 __all__ = [
     "IGNORE_INDEX",
@@ -29,6 +29,7 @@ __all__ = [
     "Scenes",
     "SyntheticClassification",
     "SyntheticDataModule",
+    "SyntheticScenesDataModule",
     "render_scenes",
     "render_varied_scenes",
 ]
@@ -220,4 +221,35 @@ class SyntheticDataModule(ClassificationDataModule):
         # Train and val come from different streams of the same seed.
         train = SyntheticClassification(self.train_size, self.image_size, seed=2 * self.seed)
         val = SyntheticClassification(self.val_size, self.image_size, seed=2 * self.seed + 1)
+        return train, val
+
+
+class SyntheticScenesDataModule(ImageDataModule):
+    """Train and val splits of a multi-object scenes dataset (``scenes_dataset``: detection or segmentation),
+    rendered from two streams of one seed; background + ten shapes, so ``num_classes`` = 11."""
+
+    num_classes = len(SHAPE_NAMES) + 1
+    in_chans = 3
+    scenes_dataset: type[Dataset]
+    min_image_size: int = 16
+
+    def __init__(
+        self,
+        train_size: int = 2000,
+        val_size: int = 200,
+        image_size: int = 64,
+        max_objects: int = 3,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if not isinstance(image_size, int) or image_size < self.min_image_size:
+            raise ValueError(f"data.image_size must be an int >= {self.min_image_size}, got {image_size!r}")
+        self.train_size, self.val_size, self.image_size = train_size, val_size, image_size
+        self.max_objects = max_objects
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        train = self.scenes_dataset(self.train_size, self.image_size, self.max_objects, seed=2 * self.seed)
+        val = self.scenes_dataset(self.val_size, self.image_size, self.max_objects, seed=2 * self.seed + 1)
         return train, val
