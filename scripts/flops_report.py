@@ -4,6 +4,8 @@
                            its source and the relative difference
     docs/flops_report.csv  the same numbers, machine-readable
     docs/flops_report.png  MACs against params (log-log), each model labelled
+    (detectors and segmenters get their own table at a stated input size; two-stage counts depend on the
+    number of proposals)
 
     python scripts/flops_report.py [--out docs] [--pattern 'resnet*']
     python scripts/flops_report.py --print-summary   # also print the compact table the README shows
@@ -35,9 +37,44 @@ COLUMNS = [
 ]  # fmt: skip
 
 
+# Detectors and segmenters: the input size each is counted at (their usual training/eval size) and a note.
+DENSE_INPUTS = {
+    "faster_rcnn_resnet50_fpn": (800, "two-stage: the box head runs on the RPN's proposals (up to 1000 in eval)"),
+    "faster_rcnn_resnet18_fpn": (512, "two-stage, small-image defaults: up to 300 proposals in eval"),
+    "faster_rcnn_mobilenet_v3_large_fpn": (512, "two-stage, small-image defaults: up to 300 proposals in eval"),
+    "yolov3": (416, "published: 65.86 BFLOPs at 416 (Darknet counts 2 per MAC)"),
+    "yolov3_mobilenet_v2": (416, ""),
+    "centernet_resnet18": (512, ""),
+    "deeplabv3_resnet50": (520, "output stride 8"),
+    "deeplabv3_resnet101": (520, "output stride 8"),
+    "deeplabv3_mobilenet_v3_large": (520, "output stride 16"),
+    "deeplabv3plus_resnet50": (512, "output stride 16"),
+    "unet": (572, "the paper's input size, padded convolutions"),
+    "unet_resnet34": (512, ""),
+    "unet_mobilenet_v2": (512, ""),
+}
+
+
+def measure_dense(pattern: str) -> list[dict]:
+    """Detectors and segmenters at DENSE_INPUTS sizes, 21 classes for segmenters and 91 for detectors."""
+    rows = []
+    names = [n for task in ("detection", "segmentation") for n in zoo.list_models(pattern, task=task)]
+    for name in tqdm(names, desc="counting detectors/segmenters", unit="model"):
+        side, note = DENSE_INPUTS.get(name, (512, ""))
+        num_classes = 91 if zoo.registry.model_task(name) == "detection" else 21
+        if name.startswith("yolov3") or name.startswith("centernet"):
+            num_classes = 80
+        result = count_flops(zoo.create_model(name, num_classes=num_classes), (3, side, side))
+        rows.append(
+            {"model": name, "input": f"{side}×{side}", "classes": num_classes, "params": result.params,
+             "gmacs": round(result.macs / 1e9, 3), "note": note}
+        )  # fmt: skip
+    return rows
+
+
 def measure(pattern: str) -> list[dict]:
     rows = []
-    for name in tqdm(zoo.list_models(pattern), desc="counting", unit="model"):
+    for name in tqdm(zoo.list_models(pattern, task="classification"), desc="counting", unit="model"):
         published = PUBLISHED.get(name)
         model = zoo.create_model(name, **(published.build_kwargs if published else {}))
         size = resolve_input_size(getattr(model, "default_input_size", (224, 224)), model.in_chans)
@@ -61,7 +98,7 @@ def measure(pattern: str) -> list[dict]:
     return rows
 
 
-def write_markdown(rows: list[dict], path: Path) -> None:
+def write_markdown(rows: list[dict], path: Path, dense_rows: list[dict] = ()) -> None:
     lines = [
         "# Parameters and compute per model",
         "",
@@ -85,6 +122,25 @@ def write_markdown(rows: list[dict], path: Path) -> None:
             f"{r['source'] or '–'} | {rel} | {tol} |"
         )
     lines += ["", "![MACs against parameters](flops_report.png)", ""]
+    if dense_rows:
+        lines += [
+            "## Detectors and segmenters",
+            "",
+            "fvcore MACs of one image in eval mode (random weights) at the size given. A two-stage detector's",
+            "count depends on how many proposals reach the box head (RoIAlign and the two FC layers run once",
+            "per proposal), so it changes with the image content and the RPN's thresholds; the figure is for",
+            "the proposals this input produced. Ops fvcore does not count (NMS, RoIAlign's bilinear sampling)",
+            "are left out.",
+            "",
+            "| model | input | classes | params | GMACs | GFLOPs (2×) | note |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for r in dense_rows:
+            lines.append(
+                f"| `{r['model']}` | {r['input']} | {r['classes']} | {r['params']:,} | {r['gmacs']:.3f} | "
+                f"{2 * r['gmacs']:.3f} | {r['note'] or '–'} |"
+            )
+        lines.append("")
     path.write_text("\n".join(lines))
 
 
@@ -159,7 +215,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = measure(args.pattern)
-    write_markdown(rows, args.out / "flops_report.md")
+    dense_rows = measure_dense(args.pattern)
+    write_markdown(rows, args.out / "flops_report.md", dense_rows)
     write_csv(rows, args.out / "flops_report.csv")
     write_plot(rows, args.out / "flops_report.png")
     print(f"wrote {args.out / 'flops_report.md'}, .csv and .png ({len(rows)} models)")

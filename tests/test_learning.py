@@ -4,7 +4,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from test_train import CONFIGS
+from train_helpers import CONFIGS
 
 import zoo
 from zoo.data.synthetic import SyntheticClassification

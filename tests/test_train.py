@@ -1,26 +1,13 @@
 """train(cfg) end to end on composed configs, and the train.py command line."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from train_helpers import CONFIGS, SMALL_DATA, compose_train, run_cli
 
 import zoo
 from zoo.training import train
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
-SMALL_DATA = ["data.train_size=64", "data.val_size=32", "data.batch_size=16"]
-
-
-def compose_train(tmp_path, *overrides):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={tmp_path}", *SMALL_DATA, *overrides])
 
 
 def test_every_registered_model_has_a_config():
@@ -125,12 +112,6 @@ def test_model_config_input_size_sets_the_synthetic_image_size(tmp_path):
 def test_unknown_model_name_lists_available(tmp_path):
     with pytest.raises(ValueError, match="Available models: .*resnet18"):
         train(compose_train(tmp_path, "trainer.fast_dev_run=true", "model.name=resnet19"))
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
 
 
 def test_cli_fast_dev_run_prints_summary(tmp_path):

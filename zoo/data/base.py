@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader, Dataset
+
+from zoo.data.resumable import EpochSampler, ResumableDataLoader
 
 __all__ = ["ClassificationDataModule", "ImageDataModule"]
 
 
 class ImageDataModule(pl.LightningDataModule):
-    """Shared loader logic: seeded shuffling of the train set, ``collate_fn`` chosen by the subclass."""
+    """Shared loader logic: resumable seeded shuffling of the train set (split across DDP processes),
+    ``collate_fn`` chosen by the subclass."""
 
     num_classes: int
     in_chans: int = 3
@@ -44,21 +46,24 @@ class ImageDataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.train_set, self.val_set = self.build_datasets()
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
+    def _loader(self, dataset: Dataset, shuffle: bool, rank: int = 0, world_size: int = 1) -> DataLoader:
+        sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size)
+        return ResumableDataLoader(
             dataset,
+            sampler=sampler,
             batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=generator,
             collate_fn=type(self).collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled per epoch from ``seed``; under DDP each process takes its share (``EpochSampler``), with
+        ``data.batch_size`` samples per process and step."""
         self.setup()
-        return self._loader(self.train_set, shuffle=True)
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return self._loader(self.train_set, shuffle=True, rank=rank, world_size=world_size)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

@@ -1,0 +1,41 @@
+"""Composing train.py configs and running train.py in a subprocess, for the tests that train."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SMALL_DATA = ["data.train_size=64", "data.val_size=32", "data.batch_size=16"]
+
+
+def compose_train(tmp_path, *overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={tmp_path}", *SMALL_DATA, *overrides])
+
+
+def cli_command(*args) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), *args]
+
+
+def run_cli(*args, cwd, env=None, timeout=600):
+    return subprocess.run(cli_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILL the own process after training step ``step``: no cleanup, no final save, at a known point. With
+    the tests folder on PYTHONPATH: ``+callbacks.kill._target_=train_helpers.KillAtStep +callbacks.kill.step=7``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,52 @@
+"""Lightning callbacks for runs that get killed or diverge.
+
+- :class:`LastCheckpoint` writes ``last.ckpt`` every ``every_n_steps`` optimisation steps and at the end of
+  every epoch, atomically (through the trainer's checkpoint I/O, :class:`zoo.checkpoint.AtomicCheckpointIO`),
+  so a run killed mid-epoch resumes from at most ``every_n_steps`` steps back (``ckpt_path=<run dir>``).
+  Together with the resumable loaders (:mod:`zoo.data.resumable`) and the RNG state the task stores in each
+  checkpoint, the resumed run ends with the weights of an uninterrupted one.
+- :class:`StopOnNonFiniteLoss` stops a diverging run at the first NaN/inf loss, before its backward pass,
+  with a message naming the step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+__all__ = ["LastCheckpoint", "NonFiniteLossError", "StopOnNonFiniteLoss"]
+
+
+class LastCheckpoint(pl.Callback):
+    """Save ``dirpath/filename`` every ``every_n_steps`` training steps and at every epoch end."""
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int = 50, filename: str = "last.ckpt") -> None:
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"callbacks.last_checkpoint.every_n_steps must be a positive int, got {every_n_steps!r}")
+        self.path = Path(dirpath) / filename
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Raise :class:`NonFiniteLossError` at the first non-finite training loss, naming the step."""
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if not bool(torch.isfinite(loss.detach()).all()):
+            raise NonFiniteLossError(
+                f"training loss is {loss.detach().float().item()} at global step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}): stopped instead "
+                "of training on it. Lower optimizer.lr, set trainer.gradient_clip_val, or check the data."
+            )
