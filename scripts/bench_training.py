@@ -64,7 +64,7 @@ def overhead(model: str = "resnet18", steps: int = 60, warmup: int = 10, output_
         f"data.train_size={128 * (steps + warmup)}",
         "data.val_size=128",
         "trainer.max_epochs=1",
-        "trainer.num_sanity_val_steps=0",
+        "++trainer.num_sanity_val_steps=0",
         "trainer.limit_val_batches=0",
     ]
     timer = _StepTimer(warmup)
