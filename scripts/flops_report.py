@@ -39,15 +39,19 @@ COLUMNS = [
 
 # Detectors and segmenters: the input size each is counted at (their usual training/eval size) and a note.
 DENSE_INPUTS = {
-    "faster_rcnn_resnet50_fpn": (800, "two-stage: the box head runs on the RPN's proposals (up to 1000 in eval)"),
+    "faster_rcnn_resnet50_fpn": (
+        800,
+        "two-stage: the box head runs on the RPN's proposals (up to 1000 in eval); torchvision lists 134.38 "
+        "GFLOPS (its counter counts MACs)",
+    ),
     "faster_rcnn_resnet18_fpn": (512, "two-stage, small-image defaults: up to 300 proposals in eval"),
     "faster_rcnn_mobilenet_v3_large_fpn": (512, "two-stage, small-image defaults: up to 300 proposals in eval"),
     "yolov3": (416, "published: 65.86 BFLOPs at 416 (Darknet counts 2 per MAC)"),
     "yolov3_mobilenet_v2": (416, ""),
     "centernet_resnet18": (512, ""),
-    "deeplabv3_resnet50": (520, "output stride 8"),
-    "deeplabv3_resnet101": (520, "output stride 8"),
-    "deeplabv3_mobilenet_v3_large": (520, "output stride 16"),
+    "deeplabv3_resnet50": (520, "output stride 8; torchvision lists 178.72 GFLOPS (MACs) with the aux head"),
+    "deeplabv3_resnet101": (520, "output stride 8; torchvision lists 258.74 GFLOPS (MACs) with the aux head"),
+    "deeplabv3_mobilenet_v3_large": (520, "output stride 16; torchvision lists 10.45 GFLOPS (MACs) with aux"),
     "deeplabv3plus_resnet50": (512, "output stride 16"),
     "unet": (572, "the paper's input size, padded convolutions"),
     "unet_resnet34": (512, ""),
