@@ -57,6 +57,7 @@ def test_every_detector_and_segmenter_trains_through_train(tmp_path, name):
 
 def test_fast_dev_run_returns_metrics(tmp_path):
     metrics = train(compose_train(tmp_path, "trainer.fast_dev_run=true"))
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
     assert 0.0 <= metrics["val/acc"] <= 1.0
     assert metrics["params"] == sum(p.numel() for p in zoo.create_model("resnet18", num_classes=10).parameters())
     assert metrics["macs"] > 0

@@ -30,10 +30,14 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         if trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.path)
+            self._save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if not trainer.fast_dev_run:  # "does it run?" writes no checkpoints, as Lightning's ModelCheckpoint
+            trainer.save_checkpoint(self.path)
 
 
 class NonFiniteLossError(FloatingPointError):
