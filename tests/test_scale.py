@@ -7,23 +7,14 @@ import os
 
 import pytest
 import torch
-from train_helpers import compose_train, run_cli
+from train_helpers import TINY_RUN, compose_train, run_cli
 
 import zoo
 from zoo.analysis import count_macs
 from zoo.training import prepare_model, train
 
-# ResNet-18 at 32 px: batch norm everywhere, no dropout; 4 steps of 16 images, then validation.
-RUN = [
-    "model=resnet18",
-    "data.image_size=32",
-    "data.train_size=64",
-    "data.val_size=16",
-    "data.batch_size=16",
-    "trainer.max_epochs=1",
-    "trainer.log_every_n_steps=1",
-    "~logger.tensorboard",
-]
+# One epoch of 4 steps, then validation.
+RUN = [*TINY_RUN, "trainer.max_epochs=1"]
 
 
 def _weights(run_dir):

@@ -13,6 +13,17 @@ from hydra.core.global_hydra import GlobalHydra
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 SMALL_DATA = ["data.train_size=64", "data.val_size=32", "data.batch_size=16"]
+# A small but real run for the fault and scale tests: ResNet-18 (batch norm, no dropout) at 32 px, 4 steps of
+# 16 images per epoch, every step logged, CSV only.
+TINY_RUN = [
+    "model=resnet18",
+    "data.image_size=32",
+    "data.train_size=64",
+    "data.val_size=16",
+    "data.batch_size=16",
+    "trainer.log_every_n_steps=1",
+    "~logger.tensorboard",
+]
 
 
 def compose_train(tmp_path, *overrides):
