@@ -37,7 +37,8 @@ class LastCheckpoint(pl.Callback):
 
     def _save(self, trainer: pl.Trainer) -> None:
         if not trainer.fast_dev_run:  # "does it run?" writes no checkpoints, as Lightning's ModelCheckpoint
-            trainer.save_checkpoint(self.path)
+            # The full state (optimizer, schedulers, loops), so that a resume continues exactly.
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class NonFiniteLossError(FloatingPointError):
