@@ -28,8 +28,8 @@ from tqdm import tqdm  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.analysis.flops import count_flops, resolve_input_size  # noqa: E402
-from zoo.analysis.published import PUBLISHED  # noqa: E402
 from zoo.reference import reference_source  # noqa: E402
+from zoo.registry import model_spec  # noqa: E402
 
 COLUMNS = [
     "model", "input", "params", "gmacs", "gflops", "closed_form_agrees",
@@ -79,9 +79,10 @@ def measure_dense(pattern: str) -> list[dict]:
 def measure(pattern: str) -> list[dict]:
     rows = []
     for name in tqdm(zoo.list_models(pattern, task="classification"), desc="counting", unit="model"):
-        published = PUBLISHED.get(name)
+        spec = model_spec(name)
+        published = spec.published
         model = zoo.create_model(name, **(published.build_kwargs if published else {}))
-        size = resolve_input_size(getattr(model, "default_input_size", (224, 224)), model.in_chans)
+        size = resolve_input_size(spec.default_input_size, model.in_chans)
         result = count_flops(model, size)
         gmacs = result.macs / 1e9
         rows.append(
@@ -110,7 +111,7 @@ def write_markdown(rows: list[dict], path: Path, dense_rows: list[dict] = ()) ->
         '(1 fused multiply-add = 1 MAC; FLOPs = 2×MACs); "closed form" is the independent count from each',
         "layer's hyperparameters (`zoo.analysis.formulas`). Published values: torchvision's weights meta counts",
         "conv + linear multiply-adds only, so fvcore's total (which adds batch norm and pooling) sits slightly",
-        "above it; the SE-Net paper counts the ResNet v1 layout (see `zoo/analysis/published.py`).",
+        "above it; the SE-Net paper counts the ResNet v1 layout (each model's `published=` at its `@register_model`).",
         "",
         "| model | input | params | GMACs | GFLOPs (2×) | closed form | published params | published GMACs"
         " | source | rel. diff | tolerance |",

@@ -17,6 +17,7 @@ import sys
 
 import zoo
 from zoo.analysis.flops import count_flops, resolve_input_size
+from zoo.registry import model_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = zoo.create_model(args.model, num_classes=args.num_classes)
-        size = resolve_input_size(args.input_size or getattr(model, "default_input_size", (224, 224)), model.in_chans)
+        size = resolve_input_size(args.input_size or model_spec(args.model).default_input_size, model.in_chans)
         result = count_flops(model, size)
     except (ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)

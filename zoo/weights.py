@@ -1,19 +1,55 @@
 """Bring your own weights: map a torchvision- or timm-format state_dict onto a zoo model.
 
 Each model class lists ``reference_renames``, regex rules that turn a reference key into the zoo key
-(e.g. torchvision ``layer1.0.bn2.weight`` → zoo ``layer1.0.conv2.bn.weight``). Loading is strict:
-every reference key must land on a zoo key of the same shape, and every zoo key must be filled.
+(e.g. torchvision ``layer1.0.bn2.weight`` → zoo ``layer1.0.conv2.bn.weight``), and a classifier its
+``reference_head`` (torchvision ``fc.weight`` → zoo ``head.fc.weight``). Loading is strict: every
+reference key must land on a zoo key of the same shape, and every zoo key must be filled.
+
+The helpers below build rename rules for the patterns that recur (a torchvision Conv2dNormActivation,
+a submodule's rules seen from its parent).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["load_reference_weights", "map_reference_keys"]
+__all__ = [
+    "conv_norm_act_renames",
+    "head_renames",
+    "load_reference_weights",
+    "map_reference_keys",
+    "nest_reference_renames",
+]
+
+
+def conv_norm_act_renames(reference_prefix: str, prefix: str) -> list[tuple[str, str]]:
+    """torchvision's Conv2dNormActivation is a Sequential (0: conv, 1: norm, 2: act); ours names them."""
+    return [
+        ("^" + re.escape(f"{reference_prefix}.0."), f"{prefix}.conv."),
+        ("^" + re.escape(f"{reference_prefix}.1."), f"{prefix}.bn."),
+    ]
+
+
+def nest_reference_renames(prefix: str, renames: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The ``reference_renames`` of a submodule, rewritten for keys that sit under ``prefix.`` in its parent.
+
+    Rules anchored at the key's start (``^``) are re-anchored after the prefix; the others match a
+    block's own names (``conv1``, ``bn1``, ``downsample``) wherever they occur and stay as they are.
+    """
+    escaped = re.escape(f"{prefix}.")
+    return [
+        ("^" + escaped + pattern[1:], f"{prefix}.{repl}") if pattern.startswith("^") else (pattern, repl)
+        for pattern, repl in renames
+    ]
+
+
+def head_renames(reference_head: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``{"classifier.1": "fc"}`` → the rule taking the reference's ``classifier.1.*`` to our ``head.fc.*``."""
+    return [("^" + re.escape(f"{theirs}."), f"head.{ours}.") for theirs, ours in reference_head.items()]
 
 
 def map_reference_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -21,12 +57,15 @@ def map_reference_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor])
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping of parameter names to tensors, got {type(state_dict).__name__}")
     renames = [(re.compile(pattern), repl) for pattern, repl in getattr(model, "reference_renames", [])]
+    # A key under one of the reference's head modules goes to the head, the model's own rules see the rest.
+    head_rules = [(re.compile(pattern), repl) for pattern, repl in head_renames(getattr(model, "reference_head", {}))]
     dropped = tuple(f"{name}." for name in getattr(model, "dropped_modules", ()))
     own = model.state_dict()
     mapped: dict[str, torch.Tensor] = {}
     for ref_key, value in state_dict.items():
         key = ref_key[len("module.") :] if ref_key.startswith("module.") else ref_key
-        for pattern, repl in renames:
+        head_rule = next((rule for rule in head_rules if rule[0].match(key)), None)
+        for pattern, repl in [head_rule] if head_rule else renames:
             key = pattern.sub(repl, key)
         if key not in own:
             if dropped and key.startswith(dropped):

@@ -102,7 +102,7 @@ def test_resnet18_stages_match_hand_computation(resnet18_field):
     assert [(s.geometry.size[0], s.geometry.jump[0]) for s in stages] == expected
     assert [s.geometry.jump for s in stages] == [(r, r) for r in (4, 8, 16, 32)]
     assert len(rf.layers) == 2 + 16  # stem conv, max-pool, 8 blocks × two 3×3 convs
-    assert rf.global_pool == "global_pool"
+    assert rf.global_pool == "head.global_pool.pool"
 
 
 def test_resnet18_layer1_field_is_what_gradients_reach():

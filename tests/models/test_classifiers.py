@@ -1,16 +1,20 @@
-"""The model API, checked for every registered classifier (a new model is tested on registration)."""
+"""The model API, checked for every registered classifier (a new model is tested on registration): forward and
+backward, timm's forward_features / forward_head / get_classifier / reset_classifier, feature_info, the spec's
+input sizes and the errors on bad input."""
 
 import pytest
 import torch
 
 import zoo
+from zoo.layers import ClassifierHead
+from zoo.registry import model_spec
 
 MODELS = zoo.list_models(task="classification")
 
 
 def input_side(model) -> int:
-    """A small input the architecture accepts: 64 px, or its minimum if that is larger."""
-    return max(64, *model.min_input_size)
+    """The spec's small test size, or more where the model's mode needs it (Inception-v3's auxiliary head)."""
+    return max(*model.spec.test_input_size, *model.min_input_size)
 
 
 def logits_of(output):
@@ -50,8 +54,42 @@ def test_api_attributes(built):
         direct = model(x)
     assert model.num_classes == 5 and model.in_chans == 3
     assert isinstance(direct, torch.Tensor), "eval mode returns the logits tensor"
-    assert pooled.shape == (1, model.num_features)
+    assert features.shape[1] == model.num_features
+    assert pooled.shape == (1, model.head_hidden_size)
     assert torch.equal(logits, direct)
+    assert isinstance(model.head, ClassifierHead) and model.get_classifier() is model.head.fc
+    assert list(dict(model.named_children()))[-1] == "head", "the head is the last child"
+
+
+def test_reset_classifier(built):
+    name, model = built
+    model = zoo.create_model(name, num_classes=5).eval()
+    x = torch.randn(1, 3, input_side(model), input_side(model))
+    with torch.no_grad():
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+        model.reset_classifier(0)
+        assert model.num_classes == 0 and isinstance(model.get_classifier(), torch.nn.Identity)
+        torch.testing.assert_close(model(x), pooled)
+        model.reset_classifier(3)
+        assert model.num_classes == 3 and model(x).shape == (1, 3)
+    classifier = model.get_classifier()
+    assert isinstance(classifier, torch.nn.Linear) and classifier.in_features == model.head_hidden_size
+    with pytest.raises(ValueError, match="num_classes must be an int >= 0"):
+        model.reset_classifier(-1)
+
+
+def test_spec_sizes_are_accepted_and_below_the_minimum_refused(built):
+    name, model = built
+    spec = model_spec(name)
+    assert spec.task == "classification" and spec is model.spec
+    assert all(t >= m for t, m in zip(spec.test_input_size, spec.min_input_size, strict=True))
+    assert all(d >= m for d, m in zip(spec.default_input_size, spec.min_input_size, strict=True))
+    model.eval()
+    height, width = spec.min_input_size
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, height, width)).shape == (1, 5)
+        with pytest.raises(ValueError, match="at least"):
+            model(torch.randn(1, 3, height - 1, width))
 
 
 def test_features_only_channels_and_strides_match_feature_info(built):
@@ -68,8 +106,7 @@ def test_features_only_channels_and_strides_match_feature_info(built):
     for feature_map, reduction in zip(maps, info.reduction(), strict=True):
         # Same-padded networks divide exactly; valid-padded ones (Inception) lose a few border pixels.
         assert abs(feature_map.shape[-1] - side / reduction) <= 0.15 * side / reduction + 1.5, (name, reduction)
-    if model.head_modules:  # the head is gone: the feature network holds only what it uses
-        assert not any(key.startswith(model.head_modules) for key in features_model.state_dict())
+    assert not any(key.startswith("head.") for key in features_model.state_dict()), "the head is gone"
 
 
 def test_wrong_input_raises_clear_errors(built):

@@ -68,7 +68,7 @@ def test_layers_follow_paper_table_1():
     assert all(c.bias is None for c in convs), "every conv is followed by batch norm, so has no bias"
     slopes = {m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)}
     assert slopes == {0.1}
-    assert model.fc.in_features == 1024 and model.fc.out_features == 1000
+    assert model.get_classifier().in_features == 1024 and model.get_classifier().out_features == 1000
 
 
 def test_parameter_count_closed_form_from_table_1():

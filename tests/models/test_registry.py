@@ -53,7 +53,7 @@ def test_registering_a_name_twice_is_an_error():
 
 def test_builder_kwargs_are_passed():
     model = zoo.create_model("resnet18", num_classes=7, in_chans=1)
-    assert model.fc.out_features == 7
+    assert model.get_classifier().out_features == 7
     assert model.conv1.conv.in_channels == 1
 
 

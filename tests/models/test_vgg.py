@@ -89,7 +89,7 @@ def test_in_chans_num_classes_and_errors_match_timm():
         hidden = model.forward_head(features, pre_logits=True)
         assert model(x).shape == (2, 7)
     assert features.shape[1] == model.feature_info[-1]["num_chs"] == 512
-    assert hidden.shape == (2, model.num_features) == (2, 4096)
+    assert hidden.shape == (2, model.head_hidden_size) == (2, 4096) and model.num_features == 512
     with pytest.raises(ValueError, match=r"expects 1 input channels.*got 3"):
         model(torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match=r"at least 32×32 pixels.*got 31×32"):

@@ -24,8 +24,8 @@ from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoo.data.detection import DetectionDataModule
-from zoo.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["CocoDetection", "CocoDetectionDataModule", "read_coco_annotations"]
 

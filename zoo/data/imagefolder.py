@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoo.data.base import ClassificationDataModule
 from zoo.data.transforms import build_transforms, resolve_augment
 
@@ -31,8 +32,6 @@ __all__ = [
     "ImageFolderDataModule",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LAYOUT = "root/train/<class>/*.jpg and root/val/<class>/*.jpg"
 

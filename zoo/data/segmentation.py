@@ -26,8 +26,8 @@ from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoo.data.base import ImageDataModule
-from zoo.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
 from zoo.data.synthetic import IGNORE_INDEX, MEAN, STD, SyntheticScenesDataModule, render_varied_scenes
 
 __all__ = [

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+from zoo.constants import IGNORE_INDEX, SYNTHETIC_MEAN, SYNTHETIC_STD
 from zoo.data.base import ClassificationDataModule, ImageDataModule
 
 __all__ = [
@@ -38,9 +39,7 @@ SHAPE_NAMES = (
     "disk", "square", "triangle", "ring", "plus",
     "diamond", "bar", "frame", "half_disk", "dumbbell",
 )  # fmt: skip
-IGNORE_INDEX = 255
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.25, 0.25, 0.25)
+MEAN, STD = SYNTHETIC_MEAN, SYNTHETIC_STD
 
 
 def _shape_membership(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

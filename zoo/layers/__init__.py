@@ -1,6 +1,10 @@
 """The vocabulary of blocks the zoo's models are composed from; each is importable on its own."""
 
+from zoo.layers.aspp import ASPP, ASPPPooling
+from zoo.layers.classifier import ClassifierHead, GlobalPool
 from zoo.layers.conv_norm_act import ConvNormAct
+from zoo.layers.fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
+from zoo.layers.frozen_batch_norm import FrozenBatchNorm2d
 from zoo.layers.helpers import get_act_layer, make_divisible
 from zoo.layers.inception import (
     Inception,
@@ -21,13 +25,27 @@ from zoo.layers.inverted_residual import DepthwiseSeparableConv, InvertedResidua
 from zoo.layers.residual import BasicBlock, Bottleneck
 from zoo.layers.shuffle import ShuffleV2Block, channel_shuffle
 from zoo.layers.squeeze_excite import SqueezeExcite
+from zoo.layers.unet import DoubleConv, Down, OutConv, Up
 from zoo.layers.xception import SeparableConv2d, XceptionBlock
 
+# The name the papers and the README use for the pyramid.
+FPN = FeaturePyramidNetwork
+
 __all__ = [
+    "ASPP",
+    "ASPPPooling",
     "BasicBlock",
     "Bottleneck",
+    "ClassifierHead",
     "ConvNormAct",
     "DepthwiseSeparableConv",
+    "DoubleConv",
+    "Down",
+    "ExtraFPNBlock",
+    "FPN",
+    "FeaturePyramidNetwork",
+    "FrozenBatchNorm2d",
+    "GlobalPool",
     "Inception",
     "InceptionA",
     "InceptionAux",
@@ -42,8 +60,12 @@ __all__ = [
     "InceptionV4ReductionA",
     "InceptionV4ReductionB",
     "InvertedResidual",
+    "LastLevelMaxPool",
+    "LastLevelP6P7",
+    "OutConv",
     "SeparableConv2d",
     "ShuffleV2Block",
+    "Up",
     "XceptionBlock",
     "channel_shuffle",
     "SqueezeExcite",

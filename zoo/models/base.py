@@ -1,13 +1,18 @@
-"""What every zoo classifier shares: input checking, the timm-style forward API and `feature_info`.
+"""What every zoo classifier shares: input checking, the timm-style forward API, the head and `feature_info`.
 
 forward(x) = forward_head(forward_features(x))
-forward_head(x, pre_logits=True) returns the pooled `num_features`-vector before the classifier.
+forward_head(x, pre_logits=True) returns the pooled vector before the classifier: `num_features` wide, or
+`head_hidden_size` where the head has a pre-logits MLP (VGG, MobileNetV3).
+get_classifier() / reset_classifier(num_classes, global_pool=None) reach the head's linear layer.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from zoo.layers.classifier import ClassifierHead
+from zoo.registry import ModelSpec
 
 __all__ = ["FeatureInfo", "ImageClassifier", "check_classifier_args", "check_image_batch"]
 
@@ -52,26 +57,53 @@ def check_classifier_args(num_classes: object, in_chans: object) -> None:
 
 
 class ImageClassifier(nn.Module):
-    """Base class: subclasses build their layers, set ``num_features`` and ``feature_info``, and
-    implement ``forward_features`` and ``forward_head``.
+    """Base class: subclasses build their layers, set ``num_features``, ``feature_info`` and ``head`` (a
+    :class:`~zoo.layers.ClassifierHead`, the last child), and implement ``forward_features``.
 
     ``reference_renames`` is a list of ``(regex, replacement)`` pairs applied in order to turn a
-    torchvision/timm state_dict key into this model's key (see :func:`zoo.load_reference_weights`).
+    torchvision/timm state_dict key into this model's key (see :func:`zoo.load_reference_weights`);
+    ``reference_head`` maps the reference's head modules onto ours (``{"fc": "fc"}``: the reference's
+    ``fc.*`` is our ``head.fc.*``), the one rename rule every classifier's head shares.
     ``feature_skip`` names top-level children that are not on the path of ``forward_features``.
     """
 
     reference_renames: list[tuple[str, str]] = []
+    reference_head: dict[str, str] = {"fc": "fc"}
     feature_skip: tuple[str, ...] = ()
-    head_modules: tuple[str, ...] = ()
-    # The (H, W) the architecture was published at: FLOPs reports count at this size.
-    default_input_size: tuple[int, int] = (224, 224)
-    # The smallest (H, W) the architecture accepts (valid-padded stems need more than 32).
-    min_input_size: tuple[int, int] = (32, 32)
+    head_modules: tuple[str, ...] = ("head",)
+    # Set by the registry on a model built by name (zoo.create_model or its builder): its ModelSpec.
+    spec: ModelSpec | None = None
 
     num_classes: int
     in_chans: int
     num_features: int
     feature_info: FeatureInfo
+    head: ClassifierHead
+
+    @property
+    def default_input_size(self) -> tuple[int, int]:
+        """The (H, W) the architecture was published at (FLOPs reports count at this size): from the spec."""
+        return self.spec.default_input_size if self.spec else (224, 224)
+
+    @property
+    def min_input_size(self) -> tuple[int, int]:
+        """The smallest (H, W) the architecture accepts (valid-padded stems need more than 32): from the spec."""
+        return self.spec.min_input_size if self.spec else (32, 32)
+
+    @property
+    def head_hidden_size(self) -> int:
+        """The width of ``forward_head(x, pre_logits=True)`` (timm's name): ``num_features`` unless the head
+        has a pre-logits MLP."""
+        return self.head.hidden_size
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the linear classifier with a new one for ``num_classes`` (0: none, the model returns the
+        pre-logits vector); ``global_pool`` optionally changes the pooling ("avg", "max", "token", "")."""
+        self.head.reset(num_classes, global_pool)
+        self.num_classes = num_classes
 
     def check_input(self, x: torch.Tensor) -> None:
         check_image_batch(x, self.in_chans, type(self).__name__)
@@ -90,7 +122,7 @@ class ImageClassifier(nn.Module):
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        raise NotImplementedError
+        return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

@@ -25,11 +25,15 @@ from functools import partial
 import torch
 from torch import nn
 
+from zoo.layers.classifier import ClassifierHead
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = ["DARKNET53_STAGES", "Darknet", "DarknetBlock", "darknet_leaky_relu"]
+
+# The papers, for the model specs.
+YOLOV3_PAPER = "Redmon & Farhadi 2018, YOLOv3: An Incremental Improvement, arXiv:1804.02767"
 
 # Residual blocks per stage (YOLOv3 Table 1); stage i has 64·2^(i-1) channels and stride 2^i.
 DARKNET53_STAGES = (1, 2, 8, 8, 4)
@@ -41,7 +45,6 @@ darknet_leaky_relu = partial(nn.LeakyReLU, negative_slope=0.1, inplace=True)
 DARKNET_REFERENCE_RENAMES = [
     (r"^stem\.conv1\.", "stem."),
     *[(rf"^stages\.{i}\.", f"stage{i + 1}.") for i in range(len(DARKNET53_STAGES))],
-    (r"^head\.fc\.", "fc."),
 ]
 
 
@@ -72,9 +75,7 @@ class Darknet(ImageClassifier):
     """Darknet classifier; see the module docstring for the layout."""
 
     reference_renames = DARKNET_REFERENCE_RENAMES
-    head_modules = ("global_pool", "fc")
-    # The paper trains and tests the ImageNet classifier at 256×256 (YOLOv3 Table 2).
-    default_input_size = (256, 256)
+    reference_head = {"head.fc": "fc"}
 
     def __init__(
         self,
@@ -91,7 +92,7 @@ class Darknet(ImageClassifier):
         check_classifier_args(num_classes, in_chans)
         if len(blocks_per_stage) == 0 or not all(isinstance(n, int) and n >= 0 for n in blocks_per_stage):
             raise ValueError(f"blocks_per_stage must be non-negative ints, one per stage, got {blocks_per_stage!r}")
-        self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
+        self.num_classes, self.in_chans = num_classes, in_chans
         layer_kwargs = dict(norm_layer=norm_layer, act_layer=act_layer)
         self.stem = ConvNormAct(in_chans, stem_channels, 3, **layer_kwargs)
 
@@ -112,8 +113,7 @@ class Darknet(ImageClassifier):
             in_channels = channels
 
         self.num_features = in_channels
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(in_channels, num_classes, drop_rate=drop_rate)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -133,18 +133,12 @@ class Darknet(ImageClassifier):
             x = getattr(self, info["module"])(x)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
-        if self.drop_rate > 0:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-
-@register_model
+# The paper trains and tests the ImageNet classifier at 256×256 (YOLOv3 Table 2).
+# timm's darknet53 uses LeakyReLU(0.01); Darknet's is 0.1.
+@register_model(
+    input_size=256, reference="timm", reference_kwargs={"act_layer": darknet_leaky_relu}, paper=YOLOV3_PAPER
+)
 def darknet53(*, num_classes: int = 1000, **kwargs) -> Darknet:
     """Darknet-53: 1, 2, 8, 8, 4 residual blocks in its five stages (YOLOv3 Table 1)."""
     return Darknet(DARKNET53_STAGES, num_classes=num_classes, **kwargs)

@@ -21,14 +21,19 @@ from typing import NamedTuple
 
 from torch import nn
 
+from zoo.layers.classifier import ClassifierHead
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_divisible
 from zoo.layers.inverted_residual import InvertedResidual
 from zoo.layers.squeeze_excite import SqueezeExcite
-from zoo.models.mobilenet import MobileNet, check_mobilenet_args, conv_norm_act_renames
-from zoo.registry import register_model
+from zoo.models.mobilenet import MobileNet, check_mobilenet_args
+from zoo.registry import TORCHVISION_DOCS, Published, register_model
+from zoo.weights import conv_norm_act_renames
 
 __all__ = ["EFFICIENTNET_B0_STAGES", "EfficientNet"]
+
+# The papers, for the model specs.
+EFFICIENTNET_PAPER = "Tan & Le 2019, EfficientNet, arXiv:1905.11946"
 
 
 class MBConvStage(NamedTuple):
@@ -54,6 +59,8 @@ EFFICIENTNET_B0_STAGES = [
 class EfficientNet(MobileNet):
     """EfficientNet-B* classifier; see the module docstring for the layout."""
 
+    reference_head = {"classifier.1": "fc"}
+
     def __init__(
         self,
         stages: Sequence[MBConvStage] = EFFICIENTNET_B0_STAGES,
@@ -71,7 +78,7 @@ class EfficientNet(MobileNet):
         check_mobilenet_args(num_classes, in_chans, width_mult)
         if not isinstance(depth_mult, (int, float)) or depth_mult <= 0:
             raise ValueError(f"depth_mult must be a positive number, got {depth_mult!r}")
-        self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
+        self.num_classes, self.in_chans = num_classes, in_chans
 
         def adjust(channels: float) -> int:
             return make_divisible(channels * width_mult, 8)
@@ -100,8 +107,7 @@ class EfficientNet(MobileNet):
         self.feature_info, keys = self._add_stages(layers)
         self.num_features = 4 * in_channels
         self.last_conv = ConvNormAct(in_channels, self.num_features, 1, norm_layer=norm_layer, act_layer=act_layer)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         self._init_weights()
         for module in self.modules():
             if isinstance(module, nn.Linear):  # torchvision's EfficientNet init: U(±1/√out_features)
@@ -109,14 +115,17 @@ class EfficientNet(MobileNet):
                 nn.init.uniform_(module.weight, -init_range, init_range)
 
         # torchvision key → zoo key: features.0 is the stem, features.s.b block b of the table's row s,
-        # features.{rows + 1} the last conv; its classifier is Sequential(dropout, linear).
+        # features.{rows + 1} the last conv; its classifier is Sequential(dropout, linear) (reference_head).
         self.reference_renames = conv_norm_act_renames("features.0", "stem")
         for (block, _, _), theirs, ours in zip(layers, reference_keys, keys, strict=True):
             self.reference_renames += block.torchvision_renames(theirs, ours)
         self.reference_renames += conv_norm_act_renames(f"features.{len(stages) + 1}", "last_conv")
-        self.reference_renames += [(r"^classifier\.1\.", "classifier.")]
 
 
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=EFFICIENTNET_PAPER,
+    published=Published(5_288_548, 0.386, TORCHVISION_DOCS, 0.05, True),
+)
 def efficientnet_b0(**kwargs) -> EfficientNet:
     return EfficientNet(EFFICIENTNET_B0_STAGES, width_mult=1.0, depth_mult=1.0, **kwargs)

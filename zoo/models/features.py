@@ -66,6 +66,7 @@ class FeatureListNet(nn.ModuleDict):
         self.in_chans = model.in_chans
         self.model_name = type(model).__name__
         self.reference_renames = list(model.reference_renames)
+        self.reference_head = dict(model.reference_head)
         self.return_layers = set(wanted)
         # Modules of the full classifier not kept here: their reference weights are skipped on load.
         self.dropped_modules = tuple(n for n, _ in model.named_children() if n not in layers)

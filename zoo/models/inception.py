@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from zoo.layers.classifier import ClassifierHead
 from zoo.layers.inception import (
     INCEPTION_V3_REFERENCE_RENAMES,
     INCEPTION_V4_REFERENCE_RENAMES,
@@ -44,9 +45,14 @@ from zoo.layers.inception import (
     inception_conv,
 )
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
-from zoo.registry import register_model
+from zoo.registry import TORCHVISION_DOCS, Published, register_model
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "InceptionOutputs", "InceptionV3", "InceptionV4"]
+
+# The papers, for the model specs.
+GOOGLENET_PAPER = "Szegedy et al. 2014, Going Deeper with Convolutions, arXiv:1409.4842"
+INCEPTION_V3_PAPER = "Szegedy et al. 2015, Rethinking the Inception Architecture, arXiv:1512.00567"
+INCEPTION_V4_PAPER = "Szegedy et al. 2016, Inception-v4, Inception-ResNet, arXiv:1602.07261"
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -87,7 +93,6 @@ class _InceptionNet(ImageClassifier):
     then call ``_add_head``; ``aux_taps`` maps a stage to the auxiliary head that reads its output (the heads
     are listed in ``feature_skip``, off the path of ``forward_features``)."""
 
-    head_modules = ("global_pool", "fc")
     aux_taps: dict[str, str] = {}
     outputs_type: type[tuple] = tuple
 
@@ -98,7 +103,7 @@ class _InceptionNet(ImageClassifier):
             raise ValueError(f"transform_input=True re-normalises 3 RGB channels, got in_chans={in_chans}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.drop_rate = drop_rate
+        self.drop_rate = drop_rate  # read by _add_head
         self.transform_input = transform_input
         self.aux_logits = False
         self.aux_loss_weights: tuple[float, ...] = ()
@@ -107,8 +112,7 @@ class _InceptionNet(ImageClassifier):
 
     def _add_head(self, num_features: int) -> None:
         self.num_features = num_features
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(num_features, self.num_classes) if self.num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(num_features, self.num_classes, drop_rate=self.drop_rate)
 
     def _min_input_note(self) -> str:
         if self.training and self.aux_logits:
@@ -128,12 +132,6 @@ class _InceptionNet(ImageClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward_stages(x, with_aux=False)[0]
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
-        if self.drop_rate > 0:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple:
         self.check_input(x)
         with_aux = self.training and self.aux_logits
@@ -152,7 +150,6 @@ class GoogLeNet(_InceptionNet):
     feature_skip = ("aux1", "aux2")
     aux_taps = {"inception4a": "aux1", "inception4d": "aux2"}
     outputs_type = GoogLeNetOutputs
-    min_input_size = (15, 15)
 
     def __init__(
         self,
@@ -216,7 +213,6 @@ class InceptionV3(_InceptionNet):
     feature_skip = ("AuxLogits",)
     aux_taps = {"Mixed_6e": "AuxLogits"}
     outputs_type = InceptionOutputs
-    default_input_size = (299, 299)
 
     def __init__(
         self,
@@ -275,7 +271,7 @@ class InceptionV3(_InceptionNet):
     def min_input_size(self) -> tuple[int, int]:
         # The valid stem and reductions need 75 px; in training, the auxiliary head's valid 5×5/3 pool and 5×5
         # conv need a 17×17 Mixed_6e map, which only a 299 px input gives.
-        return (299, 299) if self.training and self.aux_logits else (75, 75)
+        return (299, 299) if self.training and self.aux_logits else super().min_input_size
 
 
 # timm keeps the 22 layers of Inception-v4 in one Sequential `features`; here each is a top-level child named
@@ -301,10 +297,8 @@ class InceptionV4(_InceptionNet):
     reference_renames = [
         *[(rf"^features\.{index}\.", f"{name}.") for index, name in enumerate(_INCEPTION_V4_LAYERS)],
         *INCEPTION_V4_REFERENCE_RENAMES,
-        (r"^last_linear\.", "fc."),
     ]
-    default_input_size = (299, 299)
-    min_input_size = (75, 75)
+    reference_head = {"last_linear": "fc"}
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
@@ -335,16 +329,30 @@ class InceptionV4(_InceptionNet):
         self._add_head(1536)
 
 
-@register_model
+# Ceil-mode pools: 15 px still leave one position at stride 32.
+@register_model(
+    min_input_size=15,
+    reference="torchvision",
+    paper=GOOGLENET_PAPER,
+    published=Published(6_624_904, 1.498, TORCHVISION_DOCS, 0.05, True, build_kwargs={"aux_logits": False}),
+)
 def googlenet(**kwargs) -> GoogLeNet:
     return GoogLeNet(**kwargs)
 
 
-@register_model
+# Published at 299; the valid stem and reductions need 75 (299 in training with the auxiliary head).
+@register_model(
+    input_size=299,
+    min_input_size=75,
+    reference="torchvision",
+    paper=INCEPTION_V3_PAPER,
+    published=Published(27_161_264, 5.713, TORCHVISION_DOCS, 0.05, True),
+)
 def inception_v3(**kwargs) -> InceptionV3:
     return InceptionV3(**kwargs)
 
 
-@register_model
+# Published at 299; the valid stem and reductions need 75.
+@register_model(input_size=299, min_input_size=75, reference="timm", paper=INCEPTION_V4_PAPER)
 def inception_v4(**kwargs) -> InceptionV4:
     return InceptionV4(**kwargs)

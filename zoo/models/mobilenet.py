@@ -13,7 +13,6 @@ scales every layer's channels, rounded to a multiple of 8: about α² of the par
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import NamedTuple
@@ -21,12 +20,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from zoo.layers.classifier import ClassifierHead
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_divisible
 from zoo.layers.inverted_residual import DepthwiseSeparableConv, InvertedResidual
 from zoo.layers.squeeze_excite import SqueezeExcite
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
-from zoo.registry import register_model
+from zoo.registry import TORCHVISION_DOCS, Published, register_model
+from zoo.weights import conv_norm_act_renames
 
 __all__ = [
     "MOBILENET_V1_BLOCKS",
@@ -38,6 +39,13 @@ __all__ = [
     "MobileNetV2",
     "MobileNetV3",
 ]
+
+# The papers, for the model specs.
+MOBILENET_V1_PAPER = "Howard et al. 2017, MobileNets, arXiv:1704.04861"
+MOBILENET_V2_PAPER = "Sandler et al. 2018, MobileNetV2, arXiv:1801.04381"
+MOBILENET_V3_PAPER = "Howard et al. 2019, Searching for MobileNetV3, arXiv:1905.02244"
+# The paper counts convolutions and the classifier; batch norm adds 2-6 % in fvcore.
+MOBILENET_PAPER = "Howard et al. 2017, MobileNets Table 6 (million mult-adds)"
 
 
 class V1Row(NamedTuple):
@@ -139,14 +147,6 @@ MOBILENET_V3_SMALL_BLOCKS = [
 MOBILENET_V3_NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
 
 
-def conv_norm_act_renames(reference_prefix: str, prefix: str) -> list[tuple[str, str]]:
-    """torchvision's Conv2dNormActivation is a Sequential (0: conv, 1: norm, 2: act); ours names them."""
-    return [
-        ("^" + re.escape(f"{reference_prefix}.0."), f"{prefix}.conv."),
-        ("^" + re.escape(f"{reference_prefix}.1."), f"{prefix}.bn."),
-    ]
-
-
 def _features_renames(blocks: Sequence[InvertedResidual], keys: Sequence[str]) -> list[tuple[str, str]]:
     """torchvision key → zoo key for MobileNetV2/V3, whose ``features`` Sequential holds the stem at
     index 0, the blocks at 1..n and the last conv at n + 1; ours are ``stem``, ``stage{k}.{j}``, ``last_conv``."""
@@ -166,11 +166,8 @@ class MobileNet(ImageClassifier):
     """The layout MobileNet V1–V3 and EfficientNet share (see the module docstring).
 
     Subclasses build ``stem``, the stages (with :meth:`_add_stages`), optionally ``last_conv``, then
-    ``global_pool`` and ``classifier``; every child before ``global_pool`` is on the path of
-    ``forward_features``, in the order it was added.
+    ``head``; every child before ``head`` is on the path of ``forward_features``, in the order it was added.
     """
-
-    head_modules = ("global_pool", "classifier")
 
     def _add_stages(
         self, blocks: Sequence[tuple[nn.Module, int, int]], output_stride: int = 32
@@ -208,21 +205,10 @@ class MobileNet(ImageClassifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         for name, module in self.named_children():
-            if name == "global_pool":
+            if name == "head":
                 break
             x = module(x)
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
-        if pre_logits:
-            return x
-        x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return self.classifier(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 class MobileNetV1(MobileNet):
@@ -235,6 +221,7 @@ class MobileNetV1(MobileNet):
         *[(rf"^blocks\.{index}\.", f"stage{index + 1}.") for index in range(5)],
         *DepthwiseSeparableConv.reference_renames,
     ]
+    reference_head = {"classifier": "fc"}
 
     def __init__(
         self,
@@ -249,7 +236,7 @@ class MobileNetV1(MobileNet):
     ) -> None:
         super().__init__()
         check_mobilenet_args(num_classes, in_chans, width_mult)
-        self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
+        self.num_classes, self.in_chans = num_classes, in_chans
         in_channels = make_divisible(32 * width_mult, 8)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
         layers = []
@@ -263,13 +250,14 @@ class MobileNetV1(MobileNet):
             in_channels = out_channels
         self.feature_info, _ = self._add_stages(layers)
         self.num_features = in_channels
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(in_channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(in_channels, num_classes, drop_rate=drop_rate)
         self._init_weights()
 
 
 class MobileNetV2(MobileNet):
     """MobileNetV2 as torchvision's: ReLU6, linear bottlenecks, a 1×1 conv to 1280 channels before the pool."""
+
+    reference_head = {"classifier.1": "fc"}  # torchvision's classifier is Sequential(dropout, linear)
 
     def __init__(
         self,
@@ -284,7 +272,7 @@ class MobileNetV2(MobileNet):
     ) -> None:
         super().__init__()
         check_mobilenet_args(num_classes, in_chans, width_mult)
-        self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
+        self.num_classes, self.in_chans = num_classes, in_chans
         in_channels = make_divisible(32 * width_mult, 8)
         self.stem = ConvNormAct(in_chans, in_channels, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
         layers = []
@@ -300,13 +288,9 @@ class MobileNetV2(MobileNet):
         # The width before the pool never shrinks below 1280 (torchvision's rule).
         self.num_features = make_divisible(1280 * max(1.0, width_mult), 8)
         self.last_conv = ConvNormAct(in_channels, self.num_features, 1, norm_layer=norm_layer, act_layer=act_layer)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         self._init_weights()
-
-        # torchvision's classifier is Sequential(dropout, linear).
         self.reference_renames = _features_renames([block for block, _, _ in layers], keys)
-        self.reference_renames += [(r"^classifier\.1\.", "classifier.")]
 
 
 class MobileNetV3(MobileNet):
@@ -314,13 +298,15 @@ class MobileNetV3(MobileNet):
     make_divisible(E/4, 8), BN with eps 1e-3 and momentum 0.01, a 1×1 conv to 6× the last block's width,
     and a two-layer head (linear → hard-swish → dropout → linear).
 
-    ``num_features`` is the head's hidden width (1280 for Large, 1024 for Small): ``forward_head(x,
-    pre_logits=True)`` returns the vector after the first linear layer and its hard-swish, as timm does.
+    ``num_features`` is the last conv's width (960 for Large, 576 for Small) and ``head_hidden_size`` the
+    head's (1280, 1024): ``forward_head(x, pre_logits=True)`` returns the vector after the first linear
+    layer and its hard-swish, as timm does.
     ``dilated=True`` trades the last stage's stride for dilation 2 (output stride 16), as torchvision's
     DeepLabV3 and LR-ASPP backbones do.
     """
 
-    head_modules = ("global_pool", "pre_logits", "classifier")
+    # torchvision's head is Sequential(linear, hard-swish, dropout, linear).
+    reference_head = {"classifier.0": "pre_logits.0", "classifier.3": "fc"}
 
     def __init__(
         self,
@@ -338,7 +324,7 @@ class MobileNetV3(MobileNet):
         check_mobilenet_args(num_classes, in_chans, width_mult)
         if not isinstance(dilated, bool):
             raise TypeError(f"dilated must be a bool, got {type(dilated).__name__}")
-        self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
+        self.num_classes, self.in_chans = num_classes, in_chans
 
         def adjust(channels: int) -> int:
             return make_divisible(channels * width_mult, 8)
@@ -375,56 +361,77 @@ class MobileNetV3(MobileNet):
             self.feature_info.insert(0, {"num_chs": stem_channels, "reduction": 2, "module": "stem"})
         self.feature_info.append({"num_chs": last_conv_channels, "reduction": output_stride, "module": "last_conv"})
 
-        self.num_features = adjust(last_channel)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.pre_logits = nn.Sequential(nn.Linear(last_conv_channels, self.num_features), nn.Hardswish(inplace=True))
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_features = last_conv_channels
+        hidden = adjust(last_channel)
+        self.head = ClassifierHead(
+            last_conv_channels, num_classes, drop_rate=drop_rate, hidden_size=hidden,
+            pre_logits=nn.Sequential(nn.Linear(last_conv_channels, hidden), nn.Hardswish(inplace=True)),
+        )  # fmt: skip
         self._init_weights()
-
-        # torchvision's head is Sequential(linear, hard-swish, dropout, linear).
         self.reference_renames = _features_renames([block for block, _, _ in layers], keys)
-        self.reference_renames += [(r"^classifier\.0\.", "pre_logits.0."), (r"^classifier\.3\.", "classifier.")]
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pre_logits(torch.flatten(self.global_pool(x), 1))
-        if pre_logits:
-            return x
-        x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return self.classifier(x)
 
 
 # --- MobileNetV1: width multiplier α (timm's mobilenetv1_100 at α = 1) -------------------------
-@register_model
+@register_model(
+    reference="timm:mobilenetv1_100", paper=MOBILENET_V1_PAPER, published=Published(None, 0.569, MOBILENET_PAPER, 0.07)
+)
 def mobilenet_v1(**kwargs) -> MobileNetV1:
     return MobileNetV1(width_mult=1.0, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="timm:mobilenetv1_100",
+    reference_kwargs={"channel_multiplier": 0.75},
+    paper=MOBILENET_V1_PAPER,
+    published=Published(None, 0.325, MOBILENET_PAPER, 0.07),
+)
 def mobilenet_v1_075(**kwargs) -> MobileNetV1:
     return MobileNetV1(width_mult=0.75, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="timm:mobilenetv1_100",
+    reference_kwargs={"channel_multiplier": 0.5},
+    paper=MOBILENET_V1_PAPER,
+    published=Published(None, 0.149, MOBILENET_PAPER, 0.07),
+)
 def mobilenet_v1_050(**kwargs) -> MobileNetV1:
     return MobileNetV1(width_mult=0.5, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="timm:mobilenetv1_100",
+    reference_kwargs={"channel_multiplier": 0.25},
+    paper=MOBILENET_V1_PAPER,
+    published=Published(None, 0.041, MOBILENET_PAPER, 0.07),
+)
 def mobilenet_v1_025(**kwargs) -> MobileNetV1:
     return MobileNetV1(width_mult=0.25, **kwargs)
 
 
 # --- MobileNetV2 / V3 (torchvision) -------------------------------------------------------------
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=MOBILENET_V2_PAPER,
+    published=Published(3_504_872, 0.301, TORCHVISION_DOCS, 0.05, True),
+)
 def mobilenet_v2(**kwargs) -> MobileNetV2:
     return MobileNetV2(MOBILENET_V2_BLOCKS, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=MOBILENET_V3_PAPER,
+    published=Published(5_483_032, 0.217, TORCHVISION_DOCS, 0.05, True),
+)
 def mobilenet_v3_large(**kwargs) -> MobileNetV3:
     return MobileNetV3(MOBILENET_V3_LARGE_BLOCKS, last_channel=1280, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=MOBILENET_V3_PAPER,
+    published=Published(2_542_856, 0.057, TORCHVISION_DOCS, 0.05, True),
+)
 def mobilenet_v3_small(**kwargs) -> MobileNetV3:
     return MobileNetV3(MOBILENET_V3_SMALL_BLOCKS, last_channel=1024, **kwargs)

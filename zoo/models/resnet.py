@@ -18,12 +18,21 @@ from functools import partial
 import torch
 from torch import nn
 
-from zoo.layers import BasicBlock, Bottleneck, ConvNormAct, SqueezeExcite
+from zoo.layers import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct, SqueezeExcite
 from zoo.layers.residual import RESIDUAL_REFERENCE_RENAMES
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
-from zoo.registry import register_model
+from zoo.registry import TORCHVISION_DOCS, Published, register_model
 
 __all__ = ["ResNet"]
+
+# The papers, for the model specs.
+RESNET_PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385"
+RESNEXT_PAPER = "Xie et al. 2016, Aggregated Residual Transformations (ResNeXt), arXiv:1611.05431"
+WIDE_RESNET_PAPER = "Zagoruyko & Komodakis 2016, Wide Residual Networks, arXiv:1605.07146"
+SE_NET_PAPER = "Hu et al. 2018, Squeeze-and-Excitation Networks, arXiv:1709.01507"
+# SENet Table 2 counts the original ResNet layout, stride on the first 1×1 conv of a block; timm's and
+# zoo's SE-ResNets put it on the 3×3 ("v1.5"), about 6 % more at 224: hence the wider tolerance.
+SE_PAPER = "Hu et al. 2018, SENet Table 2 (ResNet v1 stride layout)"
 
 
 def _check_dilation_flags(flags: Sequence[bool] | None) -> list[bool]:
@@ -41,7 +50,6 @@ class ResNet(ImageClassifier):
     """ResNet family classifier; see the module docstring for the layout."""
 
     reference_renames = RESIDUAL_REFERENCE_RENAMES
-    head_modules = ("global_pool", "fc")
 
     def __init__(
         self,
@@ -102,9 +110,7 @@ class ResNet(ImageClassifier):
             self.feature_info.append({"num_chs": in_channels, "reduction": reduction, "module": name})
 
         self.num_features = in_channels
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(in_channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(in_channels, num_classes, drop_rate=drop_rate)
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -125,16 +131,6 @@ class ResNet(ImageClassifier):
         x = self.maxpool(self.conv1(x))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
-        if self.drop_rate > 0:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
 
 def _resnet(block, layers, **kwargs) -> ResNet:
     return ResNet(block, layers, **kwargs)
@@ -145,89 +141,113 @@ def _seresnet(block, layers, **kwargs) -> ResNet:
 
 
 # --- ResNet: blocks per stage (layer1, layer2, layer3, layer4) -------------------------------
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNET_PAPER, published=Published(11_689_512, 1.814, TORCHVISION_DOCS, 0.01, True)
+)
 def resnet18(**kwargs) -> ResNet:
     return _resnet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNET_PAPER, published=Published(21_797_672, 3.664, TORCHVISION_DOCS, 0.01, True)
+)
 def resnet34(**kwargs) -> ResNet:
     return _resnet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNET_PAPER, published=Published(25_557_032, 4.089, TORCHVISION_DOCS, 0.01, True)
+)
 def resnet50(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 6, 3], **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNET_PAPER, published=Published(44_549_160, 7.801, TORCHVISION_DOCS, 0.01, True)
+)
 def resnet101(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 23, 3], **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNET_PAPER, published=Published(60_192_808, 11.514, TORCHVISION_DOCS, 0.01, True)
+)
 def resnet152(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 8, 36, 3], **kwargs)
 
 
 # --- ResNeXt: cardinality × bottleneck width per group ----------------------------------------
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNEXT_PAPER, published=Published(25_028_904, 4.23, TORCHVISION_DOCS, 0.01, True)
+)
 def resnext50_32x4d(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNEXT_PAPER, published=Published(88_791_336, 16.414, TORCHVISION_DOCS, 0.01, True)
+)
 def resnext101_32x8d(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=RESNEXT_PAPER, published=Published(83_455_272, 15.46, TORCHVISION_DOCS, 0.01, True)
+)
 def resnext101_64x4d(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 23, 3], groups=64, width_per_group=4, **kwargs)
 
 
 # --- Wide ResNet: bottleneck twice as wide ------------------------------------------------------
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=WIDE_RESNET_PAPER,
+    published=Published(68_883_240, 11.398, TORCHVISION_DOCS, 0.01, True),
+)
 def wide_resnet50_2(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=WIDE_RESNET_PAPER,
+    published=Published(126_886_696, 22.753, TORCHVISION_DOCS, 0.01, True),
+)
 def wide_resnet101_2(**kwargs) -> ResNet:
     return _resnet(Bottleneck, [3, 4, 23, 3], width_per_group=128, **kwargs)
 
 
 # --- SE-ResNet / SE-ResNeXt (timm) --------------------------------------------------------------
-@register_model
+@register_model(reference="timm", paper=SE_NET_PAPER)
 def seresnet18(**kwargs) -> ResNet:
     return _seresnet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
-@register_model
+@register_model(reference="timm", paper=SE_NET_PAPER)
 def seresnet34(**kwargs) -> ResNet:
     return _seresnet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
-@register_model
+@register_model(reference="timm", paper=SE_NET_PAPER, published=Published(None, 3.87, SE_PAPER, 0.07))
 def seresnet50(**kwargs) -> ResNet:
     return _seresnet(Bottleneck, [3, 4, 6, 3], **kwargs)
 
 
-@register_model
+@register_model(reference="timm", paper=SE_NET_PAPER, published=Published(None, 7.6, SE_PAPER, 0.07))
 def seresnet101(**kwargs) -> ResNet:
     return _seresnet(Bottleneck, [3, 4, 23, 3], **kwargs)
 
 
-@register_model
+@register_model(reference="timm", paper=SE_NET_PAPER, published=Published(None, 11.32, SE_PAPER, 0.07))
 def seresnet152(**kwargs) -> ResNet:
     return _seresnet(Bottleneck, [3, 8, 36, 3], **kwargs)
 
 
-@register_model
+@register_model(reference="timm", paper=SE_NET_PAPER, published=Published(None, 4.25, SE_PAPER, 0.07))
 def seresnext50_32x4d(**kwargs) -> ResNet:
     return _seresnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kwargs)
 
 
-@register_model
+@register_model(reference="timm", paper=SE_NET_PAPER, published=Published(None, 8.0, SE_PAPER, 0.07))
 def seresnext101_32x4d(**kwargs) -> ResNet:
     return _seresnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=4, **kwargs)

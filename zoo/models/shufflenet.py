@@ -21,12 +21,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from zoo.layers.classifier import ClassifierHead
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.shuffle import SHUFFLE_REFERENCE_RENAMES, ShuffleV2Block
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
-from zoo.registry import register_model
+from zoo.registry import TORCHVISION_DOCS, Published, register_model
 
 __all__ = ["SHUFFLENET_V2_CHANNELS", "ShuffleNetV2"]
+
+# The papers, for the model specs.
+SHUFFLENET_V2_PAPER = "Ma et al. 2018, ShuffleNet V2, arXiv:1807.11164"
 
 # Output channels per width multiplier (paper Table 5, torchvision's stages_out_channels).
 #        conv1  stage2  stage3  stage4  conv5
@@ -60,7 +64,6 @@ class ShuffleNetV2(ImageClassifier):
     """
 
     reference_renames = SHUFFLENET_REFERENCE_RENAMES
-    head_modules = ("global_pool", "fc")
 
     def __init__(
         self,
@@ -99,41 +102,45 @@ class ShuffleNetV2(ImageClassifier):
             ]
         )
         self.num_features = channels[4]
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.drop_rate = drop_rate
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
         return self.conv5(self.stage4(self.stage3(self.stage2(x))))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
-        if self.drop_rate > 0:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
 
 # --- width multipliers ×0.5, ×1.0, ×1.5, ×2.0 ----------------------------------------------------------
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=SHUFFLENET_V2_PAPER,
+    published=Published(1_366_792, 0.04, TORCHVISION_DOCS, 0.07, True),
+)
 def shufflenet_v2_x0_5(**kwargs) -> ShuffleNetV2:
     return ShuffleNetV2(SHUFFLENET_V2_CHANNELS[0.5], **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=SHUFFLENET_V2_PAPER,
+    published=Published(2_278_604, 0.145, TORCHVISION_DOCS, 0.05, True),
+)
 def shufflenet_v2_x1_0(**kwargs) -> ShuffleNetV2:
     return ShuffleNetV2(SHUFFLENET_V2_CHANNELS[1.0], **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=SHUFFLENET_V2_PAPER,
+    published=Published(3_503_624, 0.296, TORCHVISION_DOCS, 0.05, True),
+)
 def shufflenet_v2_x1_5(**kwargs) -> ShuffleNetV2:
     return ShuffleNetV2(SHUFFLENET_V2_CHANNELS[1.5], **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision",
+    paper=SHUFFLENET_V2_PAPER,
+    published=Published(7_393_996, 0.583, TORCHVISION_DOCS, 0.05, True),
+)
 def shufflenet_v2_x2_0(**kwargs) -> ShuffleNetV2:
     return ShuffleNetV2(SHUFFLENET_V2_CHANNELS[2.0], **kwargs)

@@ -11,9 +11,9 @@ With a k×k convolution from C_in to C on P output positions, hidden width D = 4
     conv:  params = k²·C_in·C + C (+ 2·C with BN)       MACs = P·k²·C_in·C (+ 2·P·C with BN, eval)
     head:  params = C_last·S²·D + D + D² + D + D·K + K   MACs = C_last·S²·D + D² + D·K (+ the pooled input)
 
-`forward_head(x, pre_logits=True)` returns the input of the last linear layer, the D = 4096-vector, so
-``num_features = 4096`` (timm calls this ``head_hidden_size`` and keeps ``num_features`` for the channels of
-``forward_features``: here that is ``feature_info[-1]["num_chs"]``, 512 for VGG and 256 for AlexNet).
+`forward_head(x, pre_logits=True)` returns the input of the last linear layer, the D = 4096-vector
+(``head_hidden_size``, as timm names it); ``num_features`` is the width of ``forward_features``, 512 for VGG
+and 256 for AlexNet.
 """
 
 from __future__ import annotations
@@ -24,12 +24,17 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from zoo.layers.classifier import ClassifierHead
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.helpers import make_activation
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
-from zoo.registry import register_model
+from zoo.registry import TORCHVISION_DOCS, Published, register_model
 
 __all__ = ["ALEXNET_STAGES", "VGG_STAGES", "AlexNet", "VGG", "vgg_stages"]
+
+# The papers, for the model specs.
+VGG_PAPER = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks, arXiv:1409.1556"
+ALEXNET_PAPER = "Krizhevsky 2014, One weird trick for parallelizing CNNs, arXiv:1404.5997"
 
 # One row per convolution: (out_channels, kernel_size, stride, padding).
 ConvRow = tuple[int, int, int, int]
@@ -59,12 +64,10 @@ def vgg_stages(depth: int) -> list[list[ConvRow]]:
     return [[(width, 3, 1, 1)] * convs[depth] for width, convs in VGG_STAGES]
 
 
-def _torchvision_renames(
-    stages: Sequence[Sequence[ConvRow]], with_norm: bool, dropout_before_fc: Sequence[bool]
-) -> list[tuple[str, str]]:
+def _torchvision_renames(stages: Sequence[Sequence[ConvRow]], with_norm: bool) -> list[tuple[str, str]]:
     """torchvision key → zoo key. torchvision numbers every layer of one flat ``features`` Sequential
-    (conv, [BN,] ReLU per convolution, a pool per stage) and of ``classifier`` (optional dropout, linear and
-    ReLU per linear layer); the index of each weight-holding layer follows from the same tables."""
+    (conv, [BN,] ReLU per convolution, a pool per stage); the index of each weight-holding layer follows
+    from the stage table."""
     renames = []
     index = 0
     for stage_index, stage in enumerate(stages, start=1):
@@ -74,12 +77,17 @@ def _torchvision_renames(
                 renames.append((rf"^features\.{index + 1}\.", f"stage{stage_index}.{conv_index}.bn."))
             index += 3 if with_norm else 2
         index += 1  # the stage's max-pool
-    index = 0
+    return renames
+
+
+def _torchvision_head(dropout_before_fc: Sequence[bool]) -> dict[str, str]:
+    """torchvision's ``classifier`` Sequential (optional dropout, linear and ReLU per linear layer) → our head."""
+    head, index = {}, 0
     for name, dropout in zip(("pre_logits.fc1", "pre_logits.fc2", "fc"), dropout_before_fc, strict=True):
         index += dropout
-        renames.append((rf"^classifier\.{index}\.", f"{name}."))
+        head[f"classifier.{index}"] = name
         index += 2  # the linear layer and its ReLU
-    return renames
+    return head
 
 
 class VGG(ImageClassifier):
@@ -89,9 +97,9 @@ class VGG(ImageClassifier):
     ``nn.Sequential`` of its ConvNormActs and the closing pool, and ``feature_info`` lists every stage at
     the reduction after its pool (VGG: 2, 4, 8, 16, 32). A map before a pool (SSD's conv4_3) is
     ``model.stage4[:-1](x)``. ``dropout_before_fc`` says which of fc1, fc2, fc has a dropout in front.
+    ``num_features`` is the last stage's width (512), ``head_hidden_size`` the MLP's (4096).
     """
 
-    head_modules = ("global_pool", "pre_logits", "head_drop", "fc")
     hidden_features = 4096
 
     def __init__(
@@ -112,7 +120,8 @@ class VGG(ImageClassifier):
         check_classifier_args(num_classes, in_chans)
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.reference_renames = _torchvision_renames(stages, norm_layer is not None, dropout_before_fc)
+        self.reference_renames = _torchvision_renames(stages, norm_layer is not None)
+        self.reference_head = _torchvision_head(dropout_before_fc)
 
         self.feature_info = FeatureInfo()
         in_channels, reduction = in_chans, 1
@@ -133,8 +142,7 @@ class VGG(ImageClassifier):
             self.feature_info.append({"num_chs": in_channels, "reduction": reduction, "module": name})
 
         hidden = self.hidden_features
-        self.num_features = hidden
-        self.global_pool = nn.AdaptiveAvgPool2d(pooled_size)
+        self.num_features = in_channels
         drop_fc1, drop_fc2, drop_fc = dropout_before_fc
         mlp: list[tuple[str, nn.Module]] = [
             ("drop1", nn.Dropout(drop_rate) if drop_fc1 else nn.Identity()),
@@ -144,9 +152,10 @@ class VGG(ImageClassifier):
             ("fc2", nn.Linear(hidden, hidden)),
             ("act2", make_activation(act_layer)),
         ]
-        self.pre_logits = nn.Sequential(OrderedDict(mlp))
-        self.head_drop = nn.Dropout(drop_rate) if drop_fc else nn.Identity()
-        self.fc = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(
+            in_channels, num_classes, pool_size=pooled_size, drop_rate=drop_rate if drop_fc else 0.0,
+            pre_logits=nn.Sequential(OrderedDict(mlp)), hidden_size=hidden,
+        )  # fmt: skip
         if init_weights:
             self._init_weights()
 
@@ -168,21 +177,10 @@ class VGG(ImageClassifier):
             x = getattr(self, info["module"])(x)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pre_logits(torch.flatten(self.global_pool(x), 1))
-        return x if pre_logits else self.fc(self.head_drop(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
 
 class AlexNet(VGG):
     """AlexNet: the VGG pattern with :data:`ALEXNET_STAGES`, 3×3/2 pools, a 6×6 pooled map and dropout in
     front of fc1 and fc2. Reductions 8, 16, 32: the 11×11/4 stem conv then one stride-2 pool per stage."""
-
-    # The smallest side leaving one position after the last pool: 63 → 15 → 7 → 3 → 1.
-    min_input_size = (63, 63)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(
@@ -191,47 +189,69 @@ class AlexNet(VGG):
         )  # fmt: skip
 
 
-@register_model
+# The smallest side leaving one position after the last pool: 63 → 15 → 7 → 3 → 1.
+@register_model(
+    min_input_size=63,
+    reference="torchvision",
+    paper=ALEXNET_PAPER,
+    published=Published(61_100_840, 0.714, TORCHVISION_DOCS, 0.05, True),
+)
 def alexnet(**kwargs) -> AlexNet:
     return AlexNet(**kwargs)
 
 
 # --- VGG-11/13/16/19, without and with batch-norm ---------------------------------------------------------
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(132_863_336, 7.609, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg11(**kwargs) -> VGG:
     return VGG(vgg_stages(11), **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(133_047_848, 11.308, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg13(**kwargs) -> VGG:
     return VGG(vgg_stages(13), **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(138_357_544, 15.47, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg16(**kwargs) -> VGG:
     return VGG(vgg_stages(16), **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(143_667_240, 19.632, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg19(**kwargs) -> VGG:
     return VGG(vgg_stages(19), **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(132_868_840, 7.609, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg11_bn(**kwargs) -> VGG:
     return VGG(vgg_stages(11), norm_layer=nn.BatchNorm2d, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(133_053_736, 11.308, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg13_bn(**kwargs) -> VGG:
     return VGG(vgg_stages(13), norm_layer=nn.BatchNorm2d, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(138_365_992, 15.47, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg16_bn(**kwargs) -> VGG:
     return VGG(vgg_stages(16), norm_layer=nn.BatchNorm2d, **kwargs)
 
 
-@register_model
+@register_model(
+    reference="torchvision", paper=VGG_PAPER, published=Published(143_678_248, 19.632, TORCHVISION_DOCS, 0.05, True)
+)
 def vgg19_bn(**kwargs) -> VGG:
     return VGG(vgg_stages(19), norm_layer=nn.BatchNorm2d, **kwargs)

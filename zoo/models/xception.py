@@ -22,11 +22,15 @@ import torch
 from torch import nn
 
 from zoo.layers import ConvNormAct
+from zoo.layers.classifier import ClassifierHead
 from zoo.layers.xception import XCEPTION_BLOCK_REFERENCE_RENAMES, SeparableConv2d, XceptionBlock
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import register_model
 
 __all__ = ["Xception"]
+
+# The papers, for the model specs.
+XCEPTION_PAPER = "Chollet 2016, Xception, arXiv:1610.02357"
 
 # (in, out, separable convs, stride, start_with_relu, grow_first)           output stride
 _XCEPTION_BLOCKS = [
@@ -58,17 +62,12 @@ class Xception(ImageClassifier):
         (r"^conv([34])\.(conv1|pointwise)\.", r"conv\1.conv.\2."),
         *XCEPTION_BLOCK_REFERENCE_RENAMES,
     ]
-    head_modules = ("global_pool", "fc")
-    default_input_size = (299, 299)
-    # The valid stem: (H − 3)/2 + 1 − 2 ≥ 1.
-    min_input_size = (7, 7)
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0) -> None:
         super().__init__()
         check_classifier_args(num_classes, in_chans)
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.drop_rate = drop_rate
 
         self.conv1 = ConvNormAct(in_chans, 32, 3, stride=2, padding=0)
         self.conv2 = ConvNormAct(32, 64, 3, padding=0)  # stride 2
@@ -92,8 +91,7 @@ class Xception(ImageClassifier):
         )
 
         self.num_features = 2048
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2048, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = ClassifierHead(2048, num_classes, drop_rate=drop_rate)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -104,13 +102,8 @@ class Xception(ImageClassifier):
                 x = module(x)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
-        if self.drop_rate > 0:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
 
-
-@register_model
+# Published at 299; the valid stem needs (H − 3)/2 + 1 − 2 ≥ 1.
+@register_model(input_size=299, min_input_size=7, reference="timm:legacy_xception", paper=XCEPTION_PAPER)
 def xception(**kwargs) -> Xception:
     return Xception(**kwargs)

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
+from zoo.constants import IGNORE_INDEX
 from zoo.data.segmentation import check_mask
-from zoo.data.synthetic import IGNORE_INDEX
 from zoo.metrics.segmentation import SegmentationMetrics
 from zoo.ops.losses import dice_loss
 from zoo.tasks.base import Task

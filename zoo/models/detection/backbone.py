@@ -17,7 +17,6 @@ For a ResNet that is conv1 (+bn1, max-pool) | layer1 | layer2 | layer3 | layer4,
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -30,21 +29,9 @@ from zoo.models.base import ImageClassifier
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
 from zoo.registry import create_model
+from zoo.weights import nest_reference_renames
 
-__all__ = ["BackboneWithFPN", "backbone_with_fpn", "nest_reference_renames", "resnet_fpn_backbone"]
-
-
-def nest_reference_renames(prefix: str, renames: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The ``reference_renames`` of a submodule, rewritten for keys that sit under ``prefix.`` in its parent.
-
-    Rules anchored at the key's start (``^``) are re-anchored after the prefix; the others match a
-    block's own names (``conv1``, ``bn1``, ``downsample``) wherever they occur and stay as they are.
-    """
-    escaped = re.escape(f"{prefix}.")
-    return [
-        ("^" + escaped + pattern[1:], f"{prefix}.{repl}") if pattern.startswith("^") else (pattern, repl)
-        for pattern, repl in renames
-    ]
+__all__ = ["BackboneWithFPN", "backbone_with_fpn", "resnet_fpn_backbone"]
 
 
 def _stages(model: ImageClassifier) -> list[list[str]]:

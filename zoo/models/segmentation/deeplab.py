@@ -34,9 +34,9 @@ from torch import nn
 from zoo.layers.aspp import ASPP, aspp_rates
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.models.base import check_image_batch
-from zoo.models.detection.backbone import nest_reference_renames
 from zoo.models.features import FeatureListNet
 from zoo.registry import create_model, register_model
+from zoo.weights import nest_reference_renames
 
 __all__ = ["DeepLabHead", "DeepLabV3", "DeepLabV3Plus", "DeepLabV3PlusHead", "FCNHead"]
 
