@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from zoo.data.base import ImageDataModule
 from zoo.data.synthetic import MEAN, STD, SyntheticScenesDataModule, render_varied_scenes
-from zoo.ops.boxes import check_boxes
+from zoo.models.detection.targets import check_detection_target  # re-exported: the check lives with the detectors
 
 __all__ = [
     "DetectionDataModule",
@@ -28,24 +28,6 @@ __all__ = [
     "check_detection_target",
     "detection_collate",
 ]
-
-
-def check_detection_target(target: dict, index: int, num_classes: int | None = None) -> None:
-    """Raise ValueError naming image ``index`` unless ``target`` holds xyxy ``boxes`` [K, 4] and ``labels`` [K]."""
-    if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
-        raise ValueError(f"target of image {index}: expected a dict with 'boxes' and 'labels', got {target!r}")
-    boxes, labels = target["boxes"], target["labels"]
-    try:
-        check_boxes(boxes, "boxes")
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"target of image {index}: {error}") from None
-    if not isinstance(labels, Tensor) or labels.shape != boxes.shape[:1]:
-        shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-        raise ValueError(f"target of image {index}: labels must have shape [{len(boxes)}], got {shape}")
-    if num_classes is not None and labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"target of image {index}: labels must lie in 0..{num_classes - 1}, got {labels.unique().tolist()}"
-        )
 
 
 def detection_collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor | list[Tensor], list[dict]]:

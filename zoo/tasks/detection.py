@@ -13,7 +13,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from zoo.data.detection import check_detection_target
 from zoo.metrics.detection import MeanAveragePrecision
 from zoo.tasks.base import Task
 
@@ -43,13 +42,8 @@ class DetectionTask(Task):
     def forward(self, images: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
         return self.model(images)
 
-    def _check_targets(self, targets: list[dict]) -> None:
-        for index, target in enumerate(targets):
-            check_detection_target(target, index, self.num_classes)
-
     def training_step(self, batch: tuple[Tensor | list[Tensor], list[dict]], batch_idx: int) -> Tensor:
         images, targets = batch
-        self._check_targets(targets)
         losses = self.model(images, targets)
         loss = sum(losses.values())
         batch_size = len(targets)
@@ -60,7 +54,6 @@ class DetectionTask(Task):
 
     def validation_step(self, batch: tuple[Tensor | list[Tensor], list[dict]], batch_idx: int) -> None:
         images, targets = batch
-        self._check_targets(targets)
         detections = self.model(images)
         self.val_map.update(
             [{key: value.detach() for key, value in d.items()} for d in detections],
