@@ -21,10 +21,11 @@ from torchvision.ops import MultiScaleRoIAlign as ReferenceMultiScaleRoIAlign
 
 import zoo
 from zoo.data.synthetic import MEAN, STD, render_scenes
+from zoo.models.detection.batching import ImageList
 from zoo.models.detection.faster_rcnn import FasterRCNN, faster_rcnn_resnet18_fpn, faster_rcnn_resnet50_fpn
 from zoo.models.detection.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead, fastrcnn_loss
 from zoo.models.detection.rpn import RegionProposalNetwork, RPNHead
-from zoo.models.detection.transform import GeneralizedRCNNTransform, ImageList
+from zoo.models.detection.transform import GeneralizedRCNNTransform
 from zoo.ops.anchors import AnchorGenerator
 from zoo.ops.roi import MultiScaleRoIAlign
 from zoo.registry import model_task

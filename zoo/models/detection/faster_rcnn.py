@@ -33,20 +33,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
 from torch import Tensor, nn
 
 import zoo.models.mobilenet  # noqa: F401  (registers the MobileNet backbones)
 import zoo.models.resnet  # noqa: F401  (registers the ResNet backbones)
-from zoo.data.detection import check_detection_target
 from zoo.layers.frozen_batch_norm import FrozenBatchNorm2d
 from zoo.ops.anchors import AnchorGenerator
 from zoo.ops.roi import MultiScaleRoIAlign
 from zoo.registry import register_model
+from zoo.weights import nest_reference_renames
 
-from .backbone import BackboneWithFPN, backbone_with_fpn, nest_reference_renames, resnet_fpn_backbone
+from .backbone import BackboneWithFPN, backbone_with_fpn, resnet_fpn_backbone
+from .batching import as_image_list
 from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
 from .rpn import RegionProposalNetwork, RPNHead
+from .targets import check_detection_targets
 from .transform import IMAGENET_MEAN, IMAGENET_STD, GeneralizedRCNNTransform
 
 __all__ = [
@@ -75,43 +76,6 @@ SMALL_IMAGE_DEFAULTS = {
     "representation_size": 256,
 }
 SMALL_IMAGE_ANCHOR_SIZES = (16, 32, 64, 128, 256)
-
-
-def _check_targets(targets: object, num_images: int, num_classes: int | None) -> list[dict[str, Tensor]]:
-    """Float boxes and int64 labels per image; a ValueError names the image of a bad target."""
-    if targets is None:
-        raise ValueError(
-            "targets: Faster R-CNN in training mode needs one {'boxes', 'labels'} dict per image, got None"
-        )
-    if not isinstance(targets, (list, tuple)) or len(targets) != num_images:
-        got = f"{len(targets)} targets" if isinstance(targets, (list, tuple)) else type(targets).__name__
-        raise ValueError(f"targets: expected a list of {num_images} dicts (one per image), got {got}")
-    checked = []
-    for index, target in enumerate(targets):  # one vectorised check per image
-        check_detection_target(target, index, num_classes)
-        boxes, labels = target["boxes"], target["labels"]
-        boxes = boxes if boxes.is_floating_point() else boxes.float()
-        if labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError(f"target of image {index}: labels must be integers, got dtype {labels.dtype}")
-        # A box without width or height cannot be encoded (log 0), as torchvision's check says.
-        empty = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
-        if empty.any():
-            box = boxes[int(empty.nonzero()[0])].tolist()
-            raise ValueError(f"target of image {index}: boxes must have positive width and height, got {box}")
-        if not boxes.isfinite().all():
-            raise ValueError(f"target of image {index}: boxes must have finite coordinates")
-        checked.append({**target, "boxes": boxes, "labels": labels.to(torch.int64)})
-    return checked
-
-
-def _as_image_list(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
-    if isinstance(images, Tensor):
-        if images.dim() != 4:
-            raise ValueError(f"images: expected a batch [N, C, H, W] or a list of [C, H, W], got {list(images.shape)}")
-        return list(images.unbind(0))
-    if not isinstance(images, (list, tuple)) or not images:
-        raise TypeError(f"images: expected a tensor [N, C, H, W] or a non-empty list of [C, H, W], got {images!r:.80}")
-    return list(images)
 
 
 def _pyramid_names(backbone: nn.Module) -> list[str]:
@@ -223,9 +187,12 @@ class FasterRCNN(nn.Module):
         self, images: Tensor | Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Training: the loss dict; evaluation: the detections of every image (module docstring)."""
-        images = _as_image_list(images)
+        images = as_image_list(images)
         if self.training:
-            targets = _check_targets(targets, len(images), self.num_classes)
+            device, name = images[0].device, type(self).__name__
+            targets = check_detection_targets(
+                targets, len(images), self.num_classes, device=device, model_name=name, positive_size=True
+            )
         else:
             targets = None
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]

@@ -34,11 +34,12 @@ from zoo.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
 from zoo.ops.losses import smooth_l1_loss
 from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher
 from zoo.ops.nms import batched_nms
+from zoo.weights import nest_reference_renames
 
-from .backbone import nest_reference_renames
-from .transform import ImageList
+from .batching import ImageList
+from .dense import flatten_levels
 
-__all__ = ["RPNHead", "RegionProposalNetwork", "flatten_predictions"]
+__all__ = ["RPNHead", "RegionProposalNetwork"]
 
 MODES = ("training", "testing")
 
@@ -71,18 +72,6 @@ class RPNHead(nn.Module):
             logits.append(self.cls_logits(hidden))
             offsets.append(self.bbox_pred(hidden))
         return logits, offsets
-
-
-def flatten_predictions(logits: Sequence[Tensor], offsets: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """Per-level ``[N, A, H, W]`` and ``[N, 4A, H, W]`` maps as ``[N, R]`` and ``[N, R, 4]``, R = sum_l H_l W_l A_l,
-    in the anchors' order (level, row, column, anchor: :class:`~zoo.ops.anchors.AnchorGenerator`)."""
-    flat_logits, flat_offsets = [], []
-    for logit, offset in zip(logits, offsets, strict=True):
-        batch, anchors, height, width = logit.shape
-        flat_logits.append(logit.permute(0, 2, 3, 1).reshape(batch, -1))
-        offset = offset.view(batch, anchors, 4, height, width).permute(0, 3, 4, 1, 2)
-        flat_offsets.append(offset.reshape(batch, -1, 4))
-    return torch.cat(flat_logits, dim=1), torch.cat(flat_offsets, dim=1)
 
 
 def _check_top_n(value: Mapping[str, int], name: str) -> dict[str, int]:
@@ -147,7 +136,8 @@ class RegionProposalNetwork(nn.Module):
         logits, offsets = self.head(feature_maps)
         anchors = self.anchor_generator(images, feature_maps)
         anchors_per_level = [logit[0].numel() for logit in logits]
-        logits, offsets = flatten_predictions(logits, offsets)
+        # [N, R] and [N, R, 4] in the anchors' order (level, row, column, anchor).
+        logits, offsets = flatten_levels(logits, 1).flatten(1), flatten_levels(offsets, 4)
         proposals = self.box_coder.decode(offsets.detach().reshape(-1, 4), anchors).view(len(anchors), -1, 4)
         boxes, _ = self.filter_proposals(proposals, logits.detach(), images.image_sizes, anchors_per_level)
         if not self.training:

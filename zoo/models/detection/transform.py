@@ -8,7 +8,8 @@ For each image of ``H x W`` pixels, before the backbone:
                 (F.interpolate's recompute_scale_factor=True); skipped when min_size is None
     boxes       x <- x W' / W,   y <- y H' / H                  (the ratios in float32, as torchvision)
     batch       every image zero-padded at the bottom and right to the largest H', W' of the batch, each
-                rounded up to a multiple of ``size_divisible`` (32: the coarsest FPN stride)
+                rounded up to a multiple of ``size_divisible`` (32: the coarsest FPN stride), by the
+                detectors' one batcher (``zoo.models.detection.batching``)
 
 and after the heads, ``postprocess`` scales the detected boxes back by W / W' and H / H'. In training
 ``min_size`` may be a tuple (multi-scale training): one entry is drawn per image from the global RNG as
@@ -18,24 +19,17 @@ samplers that draw after it see the same RNG state as torchvision's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
+from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GeneralizedRCNNTransform", "ImageList", "resize_boxes"]
+from .batching import ImageList, as_image_list, batch_images
 
-
-class ImageList(NamedTuple):
-    """A padded batch ``tensors [N, C, H_pad, W_pad]`` and each image's size before padding, ``(H', W')``."""
-
-    tensors: Tensor
-    image_sizes: list[tuple[int, int]]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GeneralizedRCNNTransform", "resize_boxes"]
 
 
 def resize_boxes(boxes: Tensor, original_size: Sequence[int], new_size: Sequence[int]) -> Tensor:
@@ -95,21 +89,18 @@ class GeneralizedRCNNTransform(nn.Module):
         self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
     ) -> tuple[ImageList, list[dict[str, Tensor]] | None]:
         """Images ``[C, H, W]`` (and their targets, whose boxes are rescaled in copies of the dicts)."""
+        images = as_image_list(images)
         if targets is not None and len(targets) != len(images):
             raise ValueError(f"targets: expected one per image ({len(images)}), got {len(targets)}")
         batch, new_targets = [], None if targets is None else []
         # A loop over the images: each has its own size (and, in training, its own drawn min_size).
         for index, image in enumerate(images):
-            if not isinstance(image, Tensor) or image.dim() != 3:
-                shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
-                raise ValueError(f"images[{index}]: expected a tensor [C, H, W], got {shape}")
             target = None if targets is None else dict(targets[index])
             image, target = self.resize(self.normalize(image), target)
             batch.append(image)
             if new_targets is not None:
                 new_targets.append(target)
-        image_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in batch]
-        return ImageList(self.batch_images(batch), image_sizes), new_targets
+        return batch_images(batch, self.size_divisible), new_targets
 
     def normalize(self, image: Tensor) -> Tensor:
         if not image.is_floating_point():
@@ -141,18 +132,6 @@ class GeneralizedRCNNTransform(nn.Module):
         if target is not None:
             target["boxes"] = resize_boxes(target["boxes"], (height, width), image.shape[-2:])
         return image, target
-
-    def batch_images(self, images: Sequence[Tensor]) -> Tensor:
-        """Zero-pad the images (bottom, right) into one ``[N, C, H_pad, W_pad]`` tensor."""
-        channels = max(image.shape[0] for image in images)
-        height, width = (
-            int(math.ceil(max(image.shape[axis] for image in images) / self.size_divisible) * self.size_divisible)
-            for axis in (1, 2)
-        )
-        batch = images[0].new_zeros((len(images), channels, height, width))
-        for index, image in enumerate(images):  # a copy per image: they differ in size
-            batch[index, : image.shape[0], : image.shape[1], : image.shape[2]].copy_(image)
-        return batch
 
     def postprocess(
         self,
