@@ -45,11 +45,14 @@ from torch import Tensor, nn
 
 import zoo.models.resnet  # noqa: F401  (registers the ResNet backbones)
 from zoo.layers import ConvNormAct
-from zoo.models.base import check_image_batch
-from zoo.ops.boxes import check_boxes, clip_boxes_to_image
+from zoo.ops.boxes import clip_boxes_to_image
 from zoo.ops.heatmap import draw_gaussians, gaussian_radius
 from zoo.ops.losses import centernet_focal_loss
 from zoo.registry import create_model, register_model
+
+from .batching import batch_images
+from .dense import flatten_levels, per_image, top_candidates
+from .targets import check_detection_targets
 
 __all__ = ["CenterNet", "centernet_decode", "centernet_loss", "centernet_targets"]
 
@@ -73,34 +76,6 @@ def _head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def _check_targets(targets: object, num_images: int, num_classes: int) -> list[dict[str, Tensor]]:
-    """The targets as a list of {"boxes" float [K, 4], "labels" int64 [K]}; a ValueError names a bad image."""
-    if not isinstance(targets, (list, tuple)) or len(targets) != num_images:
-        got = f"{len(targets)} targets" if isinstance(targets, (list, tuple)) else type(targets).__name__
-        raise ValueError(f"targets: expected a list of {num_images} dicts (one per image), got {got}")
-    checked = []
-    for i, target in enumerate(targets):  # one check per image, not per box
-        if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
-            raise ValueError(f"targets[{i}]: expected a dict with 'boxes' and 'labels', got {target!r:.80}")
-        boxes = check_boxes(target["boxes"], f"targets[{i}]['boxes'] (image {i})")
-        if not boxes.isfinite().all():
-            raise ValueError(f"targets[{i}]['boxes'] (image {i}): expected finite coordinates")
-        labels = target["labels"]
-        if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.shape != (len(boxes),):
-            shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-            raise ValueError(
-                f"targets[{i}]['labels'] (image {i}): expected an integer tensor of shape [{len(boxes)}] "
-                f"(one label per box), got {shape}"
-            )
-        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"targets[{i}]['labels'] (image {i}): expected labels in [0, {num_classes}), "
-                f"got values from {int(labels.min())} to {int(labels.max())}"
-            )
-        checked.append({"boxes": boxes, "labels": labels.long()})
-    return checked
-
-
 def centernet_targets(
     targets: Sequence[dict[str, Tensor]],
     num_classes: int,
@@ -115,9 +90,9 @@ def centernet_targets(
     ``heatmap [N, C, h, w]``; ``batch_index [M]``; ``peak [M, 2]`` integer (x, y) cells; ``size [M, 2]``
     (w, h) and ``offset [M, 2]`` (x, y) in output cells; ``mask [M]``, False for boxes with no area after
     clipping (they train nothing). ``published_radius`` chooses CenterNet's published Gaussian radius (True,
-    the official targets) or the corrected geometry (see zoo.ops.heatmap).
+    the official targets) or the corrected geometry (see zoo.ops.heatmap). The targets are those of
+    :func:`~zoo.models.detection.targets.check_detection_targets` (the model checks them before encoding).
     """
-    targets = _check_targets(targets, len(targets), num_classes)
     height, width = output_size
     device = targets[0]["boxes"].device if targets else torch.device("cpu")
     boxes = torch.cat([t["boxes"] for t in targets] or [torch.zeros(0, 4)]).to(device) / stride
@@ -183,20 +158,14 @@ def centernet_decode(
     heat = heatmap_logits.sigmoid()
     is_peak = F.max_pool2d(heat, 3, stride=1, padding=1) == heat
     heat = torch.where(is_peak, heat, torch.zeros_like(heat))
-    count = min(max_detections, num_classes * height * width)
-    scores, index = heat.flatten(1).topk(count)  # over classes × cells, index = class · h·w + cell
-    labels, cell = index // (height * width), index % (height * width)
-    gather = cell[:, None].expand(-1, 2, -1)
-    centre_offset = offset.flatten(2).gather(2, gather)  # [N, 2, count]
+    # Every (cell, class) pair is a candidate, as in the dense detectors: the top max_detections over both.
+    candidates = top_candidates(flatten_levels([heat], num_classes), max_detections, score_threshold)
+    image, cell = candidates.image, candidates.prediction
+    centre = torch.stack((cell % width, cell // width), dim=1) + flatten_levels([offset], 2)[image, cell]
     # An untrained size head can regress negative sizes; the published code would emit x2 < x1 then.
-    half_size = size.flatten(2).gather(2, gather).clamp(min=0) / 2
-    centre = torch.stack((cell % width, cell // width), dim=1) + centre_offset
-    boxes = torch.cat((centre - half_size, centre + half_size), dim=1).transpose(1, 2) * stride
-    keep = scores > score_threshold
-    return [
-        {"boxes": boxes[i][keep[i]], "scores": scores[i][keep[i]], "labels": labels[i][keep[i]]}
-        for i in range(num_images)
-    ]
+    half_size = flatten_levels([size], 2)[image, cell].clamp(min=0) / 2
+    boxes = torch.cat((centre - half_size, centre + half_size), dim=1) * stride
+    return per_image(boxes, candidates, num_images)
 
 
 class CenterNet(nn.Module):
@@ -256,27 +225,6 @@ class CenterNet(nn.Module):
             nn.init.normal_(head[-1].weight, std=0.001)
             nn.init.zeros_(head[-1].bias)
 
-    def _batch_images(self, images: Tensor | Sequence[Tensor]) -> Tensor:
-        if isinstance(images, (list, tuple)):
-            if not images or not all(isinstance(im, Tensor) and im.dim() == 3 for im in images):
-                raise ValueError("images: expected a non-empty list of [3, H, W] tensors or an [N, 3, H, W] tensor")
-            height, width = max(im.shape[-2] for im in images), max(im.shape[-1] for im in images)
-            batch = images[0].new_zeros(len(images), images[0].shape[0], height, width)
-            for slot, image in zip(
-                batch, images, strict=True
-            ):  # a few images; zero padding bottom-right keeps box coordinates
-                slot[:, : image.shape[-2], : image.shape[-1]] = image
-            images = batch
-        check_image_batch(images, self.in_chans, "CenterNet")
-        height, width = images.shape[-2:]
-        divisor = self.size_divisor
-        if height < divisor or width < divisor or height % divisor or width % divisor:
-            raise ValueError(
-                f"CenterNet expects an input height and width that are positive multiples of {divisor} (the "
-                f"backbone's stride, which the upsampling undoes exactly), got {height}×{width}; resize or pad"
-            )
-        return images
-
     def forward_heads(self, images: Tensor) -> dict[str, Tensor]:
         """Raw head outputs at stride 4: ``heatmap`` logits [N, C, h, w], ``size`` and ``offset`` [N, 2, h, w]."""
         features = self.upsampling(self.backbone(images)[-1])
@@ -290,18 +238,18 @@ class CenterNet(nn.Module):
         self, images: Tensor | Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Training: the loss dict (needs ``targets``); evaluation: one detection dict per image."""
-        images = self._batch_images(images)
+        name = type(self).__name__
+        images = batch_images(images, self.size_divisor, pad=False, in_channels=self.in_chans, model_name=name).tensors
         if self.training:
-            if targets is None:
-                raise ValueError("CenterNet in training mode needs targets (a list of {'boxes', 'labels'} dicts)")
-            targets = _check_targets(targets, len(images), self.num_classes)
+            targets = check_detection_targets(
+                targets, len(images), self.num_classes, device=images.device, model_name=name
+            )
         outputs = self.forward_heads(images)
         if not self.training:
             return centernet_decode(
                 outputs["heatmap"], outputs["size"], outputs["offset"], self.stride,
                 self.max_detections, self.score_threshold,
             )  # fmt: skip
-        targets = [{k: v.to(images.device) for k, v in t.items()} for t in targets]
         encoded = centernet_targets(
             targets, self.num_classes, tuple(outputs["heatmap"].shape[-2:]), self.stride,
             self.min_overlap, self.published_radius,
