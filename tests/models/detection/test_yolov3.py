@@ -11,6 +11,7 @@ from torch import nn
 import zoo
 from zoo.data.synthetic import MEAN, STD, render_scenes
 from zoo.models.detection.yolov3 import DARKNET_ANCHORS, YOLOv3, yolov3_from_backbone
+from zoo.models.detection.yolov3_loss import encode_targets
 from zoo.ops.anchors import anchor_fitness
 from zoo.registry import model_task
 
@@ -49,7 +50,7 @@ def scenes(num_images, size=64, objects=2, seed=0):
 
 
 def reference_decode(raw_outputs, anchors, input_size, num_classes):
-    """The paper's §2.1 formulas per level, anchor-major then row, column: boxes [N, P, 4], scores [N, P, C]."""
+    """The paper's §2.1 formulas per level, then row, column, anchor: boxes [N, P, 4], scores [N, P, C]."""
     boxes, scores = [], []
     for raw, level_anchors in zip(raw_outputs, anchors, strict=True):
         n, _, height, width = raw.shape
@@ -60,9 +61,10 @@ def reference_decode(raw_outputs, anchors, input_size, num_classes):
         y = (t[:, :, 1].sigmoid() + rows) * stride_y
         w = torch.tensor(level_anchors)[:, 0].view(1, -1, 1, 1) * t[:, :, 2].exp()
         h = torch.tensor(level_anchors)[:, 1].view(1, -1, 1, 1) * t[:, :, 3].exp()
-        boxes.append(torch.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], dim=-1).reshape(n, -1, 4))
-        score = t[:, :, 4:5].sigmoid() * t[:, :, 5:].sigmoid()
-        scores.append(score.permute(0, 1, 3, 4, 2).reshape(n, -1, num_classes))
+        box = torch.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], dim=-1)  # [N, A, H, W, 4]
+        boxes.append(box.permute(0, 2, 3, 1, 4).reshape(n, -1, 4))
+        score = t[:, :, 4:5].sigmoid() * t[:, :, 5:].sigmoid()  # [N, A, C, H, W]
+        scores.append(score.permute(0, 3, 4, 1, 2).reshape(n, -1, num_classes))
     return torch.cat(boxes, dim=1), torch.cat(scores, dim=1)
 
 
@@ -72,8 +74,8 @@ def unflatten(predictions, grid_sizes, num_anchors=3):
     raw, start = [], 0
     for height, width in grid_sizes:
         count = num_anchors * height * width
-        level = predictions[:, start : start + count].reshape(n, num_anchors, height, width, depth)
-        raw.append(level.permute(0, 1, 4, 2, 3).reshape(n, num_anchors * depth, height, width))
+        level = predictions[:, start : start + count].reshape(n, height, width, num_anchors, depth)
+        raw.append(level.permute(0, 3, 4, 1, 2).reshape(n, num_anchors * depth, height, width))
         start += count
     return raw
 
@@ -196,7 +198,7 @@ def test_decode_one_cell_by_hand():
     for k, value in values.items():
         raw[1][0, 8 + k, 1, 2] = value
     boxes, scores = model.decode(raw, (64, 64))
-    index = 3 * 64 + 1 * 16 + 1 * 4 + 2  # after the 3·8·8 stride-8 predictions: anchor, row, column
+    index = 3 * 64 + (1 * 4 + 2) * 3 + 1  # after the 3·8·8 stride-8 predictions: (row·W + column)·A + anchor
     # centre ((0.5 + 2)·16, (0.25 + 1)·16) = (40, 20); size (62·2, 45·1) = (124, 45)
     torch.testing.assert_close(boxes[0, index], torch.tensor([-22.0, -2.5, 102.0, 42.5]))
     torch.testing.assert_close(scores[0, index, 2], torch.tensor(0.4))
@@ -223,7 +225,7 @@ def test_encoded_targets_decode_back_to_the_boxes():
         {"boxes": torch.tensor([[70.0, 5, 125, 120], [30, 31, 45, 61]]), "labels": torch.tensor([1, 1])},
     ]  # fmt: skip
     grid_sizes = [(16, 16), (8, 8), (4, 4)]
-    assigned = model.encode_targets(targets, grid_sizes, (128, 128))
+    assigned = encode_targets(targets, model.anchors, grid_sizes, (128, 128))
     assert len(assigned.image) == 5, "the boxes were chosen to land on distinct cells or anchors"
     predictions = torch.full((2, 3 * (256 + 64 + 16), 8), -30.0)
     xy = assigned.offsets[:, :2]
@@ -254,9 +256,9 @@ def test_assignment_by_hand():
         {"boxes": torch.tensor([[80.0, 80, 120, 120], [78, 78, 122, 122], [5, 5, 5, 9]]),
          "labels": torch.tensor([1, 2, 0])},
     ]  # fmt: skip
-    assigned = model.encode_targets(targets, [(16, 16), (8, 8), (4, 4)], (128, 128))
-    # index = level start + (anchor·H + row)·W + column; level starts 0, 3·256 = 768, 768 + 3·64 = 960.
-    expected_index = [1 * 256 + 3 * 16 + 6, 960 + 0 * 16 + 1 * 4 + 2, 768 + 1 * 64 + 6 * 8 + 6]
+    assigned = encode_targets(targets, model.anchors, [(16, 16), (8, 8), (4, 4)], (128, 128))
+    # index = level start + (row·W + column)·A + anchor; level starts 0, 3·256 = 768, 768 + 3·64 = 960.
+    expected_index = [(3 * 16 + 6) * 3 + 1, 960 + (1 * 4 + 2) * 3 + 0, 768 + (6 * 8 + 6) * 3 + 1]
     order = assigned.image * 10_000 + assigned.index
     assigned = type(assigned)(*(field[order.argsort()] for field in assigned))
     assert assigned.image.tolist() == [0, 0, 1]
@@ -285,14 +287,13 @@ def test_assigned_anchor_has_the_best_shape_iou_by_torchvision():
     boxes = torch.cat([centres - wh / 2, centres + wh / 2], dim=1)
     targets = [{"boxes": box[None], "labels": torch.zeros(1, dtype=torch.int64)} for box in boxes]
     grid_sizes = [(52, 52), (26, 26), (13, 13)]
-    assigned = model.encode_targets(targets, grid_sizes, (416, 416))
+    assigned = encode_targets(targets, model.anchors, grid_sizes, (416, 416))
     assert assigned.image.tolist() == list(range(200))
     anchors = torch.tensor(DARKNET_ANCHORS, dtype=torch.float32)
     iou = torchvision.ops.box_iou(torch.cat([-wh / 2, wh / 2], 1), torch.cat([-anchors / 2, anchors / 2], 1))
     starts = [0, 3 * 52 * 52, 3 * (52 * 52 + 26 * 26)]
     level = sum((assigned.index >= s).long() for s in starts[1:])
-    cells = torch.tensor([h * w for h, w in grid_sizes])[level]
-    anchor = (assigned.index - torch.tensor(starts)[level]) // cells
+    anchor = (assigned.index - torch.tensor(starts)[level]) % 3  # a cell's three anchors are consecutive
     assert torch.equal(3 * level + anchor, iou.argmax(dim=1))
 
 
@@ -319,7 +320,7 @@ def test_loss_on_zero_outputs_by_hand():
     # Every prediction costs ln 2 unless ignored: decoded boxes are the anchors at the cell centres.
     boxes, _ = reference_decode(raw, DARKNET_ANCHOR_TABLE, (64, 64), 3)
     best_iou = torchvision.ops.box_iou(boxes[0], torch.tensor([[8.0, 8, 40, 32]]))[:, 0]
-    positive = 2 * 64 + 2 * 8 + 3
+    positive = (2 * 8 + 3) * 3 + 2  # stride 8, row 2, column 3, anchor 2
     ignored = int((best_iou > 0.5).sum()) - int(best_iou[positive] > 0.5)
     assert ignored > 0
     predictions = 3 * (64 + 16 + 4)
