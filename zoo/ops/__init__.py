@@ -3,7 +3,9 @@
 boxes      formats, areas, IoU / GIoU / DIoU / CIoU (pairwise and paired), clipping, small-box removal
 losses     GIoU / DIoU / CIoU losses, sigmoid focal, smooth L1, CenterNet's heatmap focal loss, soft Dice
 nms        nms, batched_nms, nms_matrix (the same result from matrix ops), soft_nms (linear, Gaussian)
-roi        roi_pool, roi_align, MultiScaleRoIAlign with the FPN level mapper
+roi_pool   roi_pool (RoIPool)
+roi_align  roi_align (RoIAlign: aligned, fixed and adaptive sampling)
+poolers    MultiScaleRoIAlign with the FPN level mapper (map_levels)
 anchors    AnchorGenerator, YOLO k-means anchors
 box_coder  BoxCoder (R-CNN deltas with weights and the log-scale clamp)
 matcher    Matcher (IoU thresholds, low-quality matches), BalancedPositiveNegativeSampler
@@ -35,7 +37,9 @@ from zoo.ops.losses import (
 )
 from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher
 from zoo.ops.nms import batched_nms, nms, nms_matrix, soft_nms
-from zoo.ops.roi import MultiScaleRoIAlign, map_levels, roi_align, roi_pool
+from zoo.ops.poolers import MultiScaleRoIAlign, map_levels
+from zoo.ops.roi_align import roi_align
+from zoo.ops.roi_pool import roi_pool
 
 __all__ = [
     "AnchorGenerator",

@@ -1,7 +1,7 @@
 """The second stage of Faster R-CNN (Girshick, 2015, "Fast R-CNN"; Ren et al., 2015), drop-in for torchvision's
 ``roi_heads`` box branch.
 
-Each proposal is pooled to a 7x7 grid from its FPN level (:class:`~zoo.ops.roi.MultiScaleRoIAlign`, levels
+Each proposal is pooled to a 7x7 grid from its FPN level (:class:`~zoo.ops.poolers.MultiScaleRoIAlign`, levels
 "0".."3", 2x2 samples per bin), flattened and passed through two fully connected layers with ReLU
 (:class:`TwoMLPHead`, 256·7·7 → 1024 → 1024), then :class:`FastRCNNPredictor` gives K class logits (class 0 is
 the background) and 4K class-specific offsets, coded against the proposal with weights (10, 10, 5, 5).
@@ -35,7 +35,7 @@ from zoo.ops.boxes import box_iou, clip_boxes_to_image, remove_small_boxes
 from zoo.ops.losses import smooth_l1_loss
 from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher
 from zoo.ops.nms import batched_nms
-from zoo.ops.roi import MultiScaleRoIAlign
+from zoo.ops.poolers import MultiScaleRoIAlign
 
 __all__ = ["FastRCNNPredictor", "RoIHeads", "TwoMLPHead", "fastrcnn_loss"]
 
