@@ -1,4 +1,4 @@
-"""zoo.metrics.detection against pycocotools' COCOeval, torchmetrics' MeanAveragePrecision and the VOC devkit rule.
+"""zoo.metrics' coco and voc against pycocotools' COCOeval, torchmetrics' MeanAveragePrecision and the VOC devkit rule.
 
 COCO: the twelve ``COCOeval.stats`` and the per-class values from ``eval["precision"]`` / ``eval["recall"]``, on random
 detection sets (jittered copies of the ground truths, duplicates, false positives, label noise, score ties across
@@ -17,7 +17,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from zoo.metrics.detection import MeanAveragePrecision, mean_average_precision, voc_average_precision, voc_map
+from zoo.metrics import MeanAveragePrecision, mean_average_precision, voc_average_precision, voc_map
 
 STATS = [
     "map",

@@ -2,7 +2,9 @@
 
 classification  accuracy (top-k), precision / recall / F1, ROC curve and AUC (trapezoid and rank forms),
                 PR curve and average precision; accumulators
-detection       COCO mAP / mAR with torchmetrics' keys (pycocotools' rules), VOC AP (11-point, all-point)
+coco            COCO mAP / mAR with torchmetrics' keys (pycocotools' rules)
+voc             PASCAL VOC AP (11-point, all-point) and mAP
+detection_inputs  the per-image dicts both check and concatenate
 segmentation    confusion matrix, pixel accuracy, per-class and mean IoU and Dice with ignore_index
 Every accumulator follows ``zoo.metrics.base.Metric``: ``update`` per batch, ``compute``, ``reset``.
 """
@@ -27,7 +29,7 @@ from zoo.metrics.classification import (
     roc_auc_trapezoid,
     roc_curve,
 )
-from zoo.metrics.detection import MeanAveragePrecision, mean_average_precision, voc_average_precision, voc_map
+from zoo.metrics.coco import MeanAveragePrecision, mean_average_precision
 from zoo.metrics.segmentation import (
     SegmentationMetrics,
     dice_per_class,
@@ -36,6 +38,7 @@ from zoo.metrics.segmentation import (
     mean_iou,
     pixel_accuracy,
 )
+from zoo.metrics.voc import voc_average_precision, voc_map
 
 __all__ = [
     "ROCAUC",
