@@ -1,4 +1,4 @@
-"""zoo.metrics.classification against scikit-learn, on many random cases with heavy ties, plus edge cases."""
+"""zoo.metrics' labels and ranking against scikit-learn, on many random cases with heavy ties, plus edge cases."""
 
 import math
 import warnings
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
-from zoo.metrics.classification import (
+from zoo.metrics import (
     ROCAUC,
     Accuracy,
     AveragePrecision,

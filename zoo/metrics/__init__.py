@@ -1,35 +1,37 @@
 """Metrics from scratch, each checked against scikit-learn, pycocotools or torchmetrics in the tests.
 
-classification  accuracy (top-k), precision / recall / F1, ROC curve and AUC (trapezoid and rank forms),
-                PR curve and average precision; accumulators
-coco            COCO mAP / mAR with torchmetrics' keys (pycocotools' rules)
-voc             PASCAL VOC AP (11-point, all-point) and mAP
-detection_inputs  the per-image dicts both check and concatenate
-segmentation    confusion matrix, pixel accuracy, per-class and mean IoU and Dice with ignore_index
+labels            confusion matrix, accuracy (top-k), precision / recall / F1
+ranking           ROC curve and AUC (trapezoid and rank forms), PR curve and average precision
+coco              COCO mAP / mAR with torchmetrics' keys (pycocotools' rules)
+voc               PASCAL VOC AP (11-point, all-point) and mAP
+segmentation      pixel accuracy, per-class and mean IoU and Dice with ignore_index, from the confusion matrix
+classification_inputs, detection_inputs   the input checks each family shares
 Every accumulator follows ``zoo.metrics.base.Metric``: ``update`` per batch, ``compute``, ``reset``.
 """
 
 from zoo.metrics.base import Metric
-from zoo.metrics.classification import (
-    ROCAUC,
+from zoo.metrics.coco import MeanAveragePrecision, mean_average_precision
+from zoo.metrics.labels import (
     Accuracy,
-    AveragePrecision,
     ConfusionMatrix,
     PrecisionRecallF1,
     accuracy,
-    average_precision,
     confusion_matrix,
     f1_score,
     precision,
-    precision_recall_curve,
     precision_recall_f1,
     recall,
+)
+from zoo.metrics.ranking import (
+    ROCAUC,
+    AveragePrecision,
+    average_precision,
+    precision_recall_curve,
     roc_auc,
     roc_auc_rank,
     roc_auc_trapezoid,
     roc_curve,
 )
-from zoo.metrics.coco import MeanAveragePrecision, mean_average_precision
 from zoo.metrics.segmentation import (
     SegmentationMetrics,
     dice_per_class,

@@ -14,7 +14,7 @@ Conventions (those of torchmetrics' ``MulticlassJaccardIndex`` and of mmsegmenta
 * Pixels whose target is ``ignore_index`` are dropped before counting. If ``ignore_index`` is itself a class index,
   that class scores NaN (torchmetrics likewise leaves it out of its macro mean).
 
-The confusion matrix is :func:`zoo.metrics.classification.confusion_matrix` (one bincount), re-exported here.
+The confusion matrix is :func:`zoo.metrics.labels.confusion_matrix` (one bincount), re-exported here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from zoo.metrics.classification import ConfusionMatrix, confusion_matrix
+from zoo.metrics.labels import ConfusionMatrix, confusion_matrix
 
 __all__ = [
     "confusion_matrix",
