@@ -2,7 +2,7 @@
 
 In training the model takes ``(images, targets)`` and returns a dict of losses; the task minimises their
 sum and logs each. In validation the model (in eval mode) returns ``[{"boxes", "scores", "labels"}]`` per
-image, which :class:`zoo.metrics.detection.MeanAveragePrecision` accumulates with COCO's rules; the epoch
+image, which :class:`zoo.metrics.coco.MeanAveragePrecision` accumulates with COCO's rules; the epoch
 logs ``val/map`` (IoU 0.50:0.95) and ``val/map_50``, the latter deciding the best checkpoint by default.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from zoo.metrics.detection import MeanAveragePrecision
+from zoo.metrics.coco import MeanAveragePrecision
 from zoo.tasks.base import Task
 
 __all__ = ["DetectionTask"]

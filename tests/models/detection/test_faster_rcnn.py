@@ -27,7 +27,7 @@ from zoo.models.detection.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHe
 from zoo.models.detection.rpn import RegionProposalNetwork, RPNHead
 from zoo.models.detection.transform import GeneralizedRCNNTransform
 from zoo.ops.anchors import AnchorGenerator
-from zoo.ops.roi import MultiScaleRoIAlign
+from zoo.ops.poolers import MultiScaleRoIAlign
 from zoo.registry import model_task
 
 LOSS_KEYS = ["loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"]
@@ -39,7 +39,7 @@ def n_params(model: nn.Module, trainable: bool = False) -> int:
 
 
 def assert_detections_equal(actual: list[dict], expected: list[dict]) -> None:
-    """Equal to 1e-4, and boxes to 1e-5 relative: RoIAlign's float32 rounding differs (zoo.ops.roi gathers what
+    """Equal to 1e-4, and boxes to 1e-5 relative: RoIAlign's float32 rounding differs (zoo.ops.roi_align gathers what
     torchvision's kernel loops over), and decoding multiplies an offset's difference by exp(t_w) x the width."""
     assert len(actual) == len(expected)
     for ours, theirs in zip(actual, expected, strict=True):

@@ -39,7 +39,7 @@ import zoo.models.mobilenet  # noqa: F401  (registers the MobileNet backbones)
 import zoo.models.resnet  # noqa: F401  (registers the ResNet backbones)
 from zoo.layers.frozen_batch_norm import FrozenBatchNorm2d
 from zoo.ops.anchors import AnchorGenerator
-from zoo.ops.roi import MultiScaleRoIAlign
+from zoo.ops.poolers import MultiScaleRoIAlign
 from zoo.registry import register_model
 from zoo.weights import nest_reference_renames
 
