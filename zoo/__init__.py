@@ -1,9 +1,18 @@
 """zoo: classic vision architectures from scratch, verified against torchvision and timm."""
 
 from zoo import models  # noqa: F401  (registers the builders)
-from zoo.analysis import count_flops, receptive_field
-from zoo.registry import create_model, is_model, list_models, register_model
+from zoo.registry import create_model, is_model, list_models, model_spec, register_model
 from zoo.weights import load_reference_weights
+
+
+def __getattr__(name: str):
+    # The measuring tools need fvcore: loaded on first use, so that `import zoo` stays light.
+    if name in ("count_flops", "receptive_field"):
+        import zoo.analysis
+
+        return getattr(zoo.analysis, name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
 
 __all__ = [
     "count_flops",
@@ -12,6 +21,7 @@ __all__ = [
     "is_model",
     "list_models",
     "load_reference_weights",
+    "model_spec",
     "register_model",
 ]
 __version__ = "0.1.0"
