@@ -7,10 +7,14 @@ from zoo.weights import load_reference_weights
 
 def __getattr__(name: str):
     # The measuring tools need fvcore: loaded on first use, so that `import zoo` stays light.
-    if name in ("count_flops", "receptive_field"):
-        import zoo.analysis
+    if name == "count_flops":
+        from zoo.analysis.flops import count_flops
 
-        return getattr(zoo.analysis, name)
+        return count_flops
+    if name == "receptive_field":
+        from zoo.analysis.receptive_field import receptive_field
+
+        return receptive_field
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 

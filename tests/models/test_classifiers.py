@@ -63,7 +63,7 @@ def test_api_attributes(built):
 
 def test_reset_classifier(built):
     name, model = built
-    model = zoo.create_model(name, num_classes=5).eval()
+    model.eval()
     x = torch.randn(1, 3, input_side(model), input_side(model))
     with torch.no_grad():
         pooled = model.forward_head(model.forward_features(x), pre_logits=True)
@@ -76,6 +76,7 @@ def test_reset_classifier(built):
     assert isinstance(classifier, torch.nn.Linear) and classifier.in_features == model.head_hidden_size
     with pytest.raises(ValueError, match="num_classes must be an int >= 0"):
         model.reset_classifier(-1)
+    model.reset_classifier(5)  # the module-scoped model goes on to the next tests as it came
 
 
 def test_spec_sizes_are_accepted_and_below_the_minimum_refused(built):
