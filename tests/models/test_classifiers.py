@@ -9,7 +9,18 @@ import zoo
 from zoo.layers import ClassifierHead
 from zoo.registry import model_spec
 
-MODELS = zoo.list_models(task="classification")
+# Variants over 50 M parameters run under `pytest -m slow`; alexnet and vgg11 keep their families in the default run.
+HEAVY_PARAMS = 50_000_000
+FAMILY_REPRESENTATIVES = {"alexnet", "vgg11"}
+
+
+def _param(name: str):
+    published = model_spec(name).published
+    heavy = published is not None and (published.params or 0) > HEAVY_PARAMS and name not in FAMILY_REPRESENTATIVES
+    return pytest.param(name, marks=pytest.mark.slow) if heavy else name
+
+
+MODELS = [_param(n) for n in zoo.list_models(task="classification")]
 
 
 def input_side(model) -> int:
