@@ -8,7 +8,7 @@
     number of proposals)
 
     python scripts/flops_report.py [--out docs] [--pattern 'resnet*']
-    python scripts/flops_report.py --print-summary   # also print the compact table the README shows
+    python scripts/flops_report.py --readme README.md   # also rewrite the README's model tables
 
 fvcore counts one fused multiply-add as one flop, which we call a MAC; FLOPs = 2·MACs.
 """
@@ -28,7 +28,7 @@ from tqdm import tqdm  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.analysis.flops import count_flops, resolve_input_size  # noqa: E402
-from zoo.reference import reference_source  # noqa: E402
+from zoo.reference import reference_label  # noqa: E402
 from zoo.registry import model_spec  # noqa: E402
 
 COLUMNS = [
@@ -37,41 +37,36 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-# Detectors and segmenters: the input size each is counted at (their usual training/eval size) and a note.
-DENSE_INPUTS = {
-    "faster_rcnn_resnet50_fpn": (
-        800,
-        "two-stage: the box head runs on the RPN's proposals (up to 1000 in eval); torchvision lists 134.38 "
-        "GFLOPS (its counter counts MACs)",
-    ),
-    "faster_rcnn_resnet18_fpn": (512, "two-stage, small-image defaults: up to 300 proposals in eval"),
-    "faster_rcnn_mobilenet_v3_large_fpn": (512, "two-stage, small-image defaults: up to 300 proposals in eval"),
-    "yolov3": (416, "published: 65.86 BFLOPs at 416 (Darknet counts 2 per MAC)"),
-    "yolov3_mobilenet_v2": (416, ""),
-    "centernet_resnet18": (512, ""),
-    "deeplabv3_resnet50": (520, "output stride 8; torchvision lists 178.72 GFLOPS (MACs) with the aux head"),
-    "deeplabv3_resnet101": (520, "output stride 8; torchvision lists 258.74 GFLOPS (MACs) with the aux head"),
-    "deeplabv3_mobilenet_v3_large": (520, "output stride 16; torchvision lists 10.45 GFLOPS (MACs) with aux"),
-    "deeplabv3plus_resnet50": (512, "output stride 16"),
-    "unet": (572, "the paper's input size, padded convolutions"),
-    "unet_resnet34": (512, ""),
-    "unet_mobilenet_v2": (512, ""),
+# Detectors and segmenters: a note on how each is counted (the input size is its spec's default_input_size).
+DENSE_NOTES = {
+    "faster_rcnn_resnet50_fpn": "two-stage: the box head runs on the RPN's proposals (up to 1000 in eval); "
+    "torchvision lists 134.38 GFLOPS (its counter counts MACs)",
+    "faster_rcnn_resnet18_fpn": "two-stage, small-image defaults: up to 300 proposals in eval",
+    "faster_rcnn_mobilenet_v3_large_fpn": "two-stage, small-image defaults: up to 300 proposals in eval",
+    "yolov3": "published: 65.86 BFLOPs at 416 (Darknet counts 2 per MAC)",
+    "deeplabv3_resnet50": "output stride 8; torchvision lists 178.72 GFLOPS (MACs) with the aux head",
+    "deeplabv3_resnet101": "output stride 8; torchvision lists 258.74 GFLOPS (MACs) with the aux head",
+    "deeplabv3_mobilenet_v3_large": "output stride 16; torchvision lists 10.45 GFLOPS (MACs) with aux",
+    "deeplabv3plus_resnet50": "output stride 16",
+    "unet": "the paper's input size, padded convolutions",
 }
+# The class count each dense model is counted (and tabled) at: COCO's 91 for torchvision-style detectors,
+# VOC's 21 for segmenters, unless its usual dataset has another.
+DENSE_CLASSES = {"detection": 91, "segmentation": 21}
+DENSE_CLASSES_OF = {"yolov3": 80, "yolov3_mobilenet_v2": 80, "centernet_resnet18": 80, "unet": 2}
 
 
 def measure_dense(pattern: str) -> list[dict]:
-    """Detectors and segmenters at DENSE_INPUTS sizes, 21 classes for segmenters and 91 for detectors."""
+    """Detectors and segmenters at their spec's default input size, at their usual dataset's class count."""
     rows = []
     names = [n for task in ("detection", "segmentation") for n in zoo.list_models(pattern, task=task)]
     for name in tqdm(names, desc="counting detectors/segmenters", unit="model"):
-        side, note = DENSE_INPUTS.get(name, (512, ""))
-        num_classes = 91 if zoo.registry.model_task(name) == "detection" else 21
-        if name.startswith("yolov3") or name.startswith("centernet"):
-            num_classes = 80
-        result = count_flops(zoo.create_model(name, num_classes=num_classes), (3, side, side))
+        height, width = model_spec(name).default_input_size
+        classes = DENSE_CLASSES_OF.get(name, DENSE_CLASSES[model_spec(name).task])
+        result = count_flops(zoo.create_model(name, num_classes=classes), (3, height, width))
         rows.append(
-            {"model": name, "input": f"{side}×{side}", "classes": num_classes, "params": result.params,
-             "gmacs": round(result.macs / 1e9, 3), "note": note}
+            {"model": name, "input": f"{height}×{width}", "classes": classes, "params": result.params,
+             "gmacs": round(result.macs / 1e9, 3), "note": DENSE_NOTES.get(name, "")}
         )  # fmt: skip
     return rows
 
@@ -212,11 +207,40 @@ def write_plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def readme_tables(rows: list[dict], dense_rows: list[dict]) -> dict[str, list[str]]:
+    """The README's two model tables, from the specs and the counts (rows sorted by compute)."""
+    classifiers = ["| model | input | params | GMACs | GFLOPs (2×MACs) | reference |", "|---|---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: (r["gmacs"], r["model"])):
+        classifiers.append(
+            f"| `{r['model']}` | {r['input']} | {r['params']:,} | {r['gmacs']:.3f} | {r['gflops']:.3f} | "
+            f"{reference_label(r['model'])} |"
+        )
+    dense = ["| model | task | input | classes | params | GMACs | reference |", "|---|---|---:|---:|---:|---:|---|"]
+    for r in dense_rows:
+        dense.append(
+            f"| `{r['model']}` | {model_spec(r['model']).task} | {r['input']} | {r['classes']} | {r['params']:,} | "
+            f"{r['gmacs']:.3f} | {reference_label(r['model'])} |"
+        )
+    return {"classifiers": classifiers, "dense": dense}
+
+
+def write_readme_tables(path: Path, tables: dict[str, list[str]]) -> None:
+    """Replace the lines between ``<!-- models:<table> -->`` and ``<!-- /models:<table> -->`` in ``path``."""
+    lines = path.read_text().splitlines()
+    for table, body in tables.items():
+        begin, end = f"<!-- models:{table} -->", f"<!-- /models:{table} -->"
+        if begin not in lines or end not in lines:
+            raise SystemExit(f"error: {path} has no {begin} ... {end} markers")
+        first, last = lines.index(begin), lines.index(end)
+        lines[first + 1 : last] = body
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     parser.add_argument("--pattern", default="*")
-    parser.add_argument("--print-summary", action="store_true", help="print the README's compact model table")
+    parser.add_argument("--readme", type=Path, help="rewrite the model tables of this README (e.g. README.md)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = measure(args.pattern)
@@ -225,14 +249,9 @@ def main() -> None:
     write_csv(rows, args.out / "flops_report.csv")
     write_plot(rows, args.out / "flops_report.png")
     print(f"wrote {args.out / 'flops_report.md'}, .csv and .png ({len(rows)} models)")
-    if args.print_summary:
-        print("| model | input | params | GMACs | GFLOPs (2×MACs) | reference |")
-        print("|---|---:|---:|---:|---:|---|")
-        for r in sorted(rows, key=lambda r: r["gmacs"]):
-            source = reference_source(r["model"])
-            reference = f"{source[0]} `{source[1]}`" if source else "–"
-            numbers = f"{r['params']:,} | {r['gmacs']:.3f} | {r['gflops']:.3f}"
-            print(f"| `{r['model']}` | {r['input']} | {numbers} | {reference} |")
+    if args.readme:
+        write_readme_tables(args.readme, readme_tables(rows, dense_rows))
+        print(f"rewrote the model tables of {args.readme}")
 
 
 if __name__ == "__main__":

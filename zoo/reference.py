@@ -10,12 +10,23 @@ from torch import nn
 
 from zoo.registry import model_spec
 
-__all__ = ["build_reference", "reference_source"]
+__all__ = ["build_reference", "reference_label", "reference_source"]
 
 
 def reference_source(name: str) -> tuple[str, str] | None:
     """``(library, reference_name)`` for a zoo model name, or None if it has no counterpart."""
     return model_spec(name).reference
+
+
+def reference_label(name: str) -> str:
+    """How the README names the counterpart: ``torchvision `resnet50```, ``timm `mobilenetv1_100` ×0.25``, or
+    the paper where there is none."""
+    spec = model_spec(name)
+    if spec.reference is None:
+        return f"paper: {spec.paper}" if spec.paper else "–"
+    library, reference_name = spec.reference
+    width = spec.reference_kwargs.get("channel_multiplier")
+    return f"{library} `{reference_name}`" + (f" ×{width:g}" if width is not None else "")
 
 
 def build_reference(name: str, **kwargs) -> nn.Module:

@@ -65,7 +65,9 @@ class ModelSpec:
     """What is known about a registered model, declared once at ``@register_model(...)``.
 
     ``reference`` is ``(library, name)``: the counterpart the model must equal in parameter count and, after
-    loading its state_dict, in outputs; ``reference_kwargs`` are passed when building it.
+    loading its state_dict, in outputs; ``reference_kwargs`` are passed when building it, and
+    ``reference_build_kwargs`` when building the zoo model it is compared with (where the reference's builder,
+    without pretrained weights, picks another setting than ours, e.g. ordinary rather than frozen batch norm).
     ``test_input_size`` is the small (H, W) the parametrised tests run at.
     """
 
@@ -76,6 +78,7 @@ class ModelSpec:
     test_input_size: tuple[int, int] = (64, 64)
     reference: tuple[str, str] | None = None
     reference_kwargs: Mapping = field(default_factory=dict)
+    reference_build_kwargs: Mapping = field(default_factory=dict)
     paper: str | None = None
     published: Published | None = None
 
@@ -116,6 +119,7 @@ def register_model(
     test_input_size: int | tuple[int, int] | None = None,
     reference: str | None = None,
     reference_kwargs: Mapping | None = None,
+    reference_build_kwargs: Mapping | None = None,
     paper: str | None = None,
     published: Published | None = None,
 ):
@@ -141,6 +145,7 @@ def register_model(
             test_input_size=_size(test_input_size or tuple(max(64, m) for m in minimum), "test_input_size"),
             reference=_reference(reference, name),
             reference_kwargs=dict(reference_kwargs or {}),
+            reference_build_kwargs=dict(reference_build_kwargs or {}),
             paper=paper,
             published=published,
         )

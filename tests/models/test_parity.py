@@ -44,7 +44,7 @@ def test_equals_its_reference(name):
     fast = {"init_weights": False} if name.startswith(("vgg", "googlenet", "inception_v3")) else {}
     reference = randomize_(build_reference(name, **fast)).eval()
     with torch.device("meta"):  # the strict load below fills every parameter and buffer
-        ours = zoo.create_model(name)
+        ours = zoo.create_model(name, **spec.reference_build_kwargs)
     ours.to_empty(device="cpu")
     assert n_params(ours) == n_params(reference)
     zoo.load_reference_weights(ours, reference.state_dict())

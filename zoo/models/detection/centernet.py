@@ -57,6 +57,8 @@ from .targets import check_detection_targets
 __all__ = ["CenterNet", "centernet_decode", "centernet_loss", "centernet_targets"]
 
 # Initial heatmap bias: σ(-2.19) ≈ 0.1, the prior of the official code (and of RetinaNet's focal loss).
+CENTERNET_PAPER = "Zhou et al. 2019, Objects as Points, arXiv:1904.07850"
+
 HEATMAP_PRIOR_BIAS = -2.19
 
 
@@ -257,7 +259,7 @@ class CenterNet(nn.Module):
         return centernet_loss(outputs, encoded, self.size_weight, self.offset_weight)
 
 
-@register_model(task="detection")
+@register_model(task="detection", input_size=512, paper=CENTERNET_PAPER)
 def centernet_resnet18(*, num_classes: int = 80, **kwargs) -> CenterNet:
     """CenterNet with a ResNet-18 backbone (the paper's "ResNet-18" row, ``msra_resnet.py``); ``kwargs`` go to
     :class:`CenterNet` (``head_width``, ``max_detections``, ``score_threshold``, ...)."""

@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 # The paper's anchors: one size per FPN level ("0".."3", "pool"), three aspect ratios each.
+FASTER_RCNN_PAPER = "Ren et al. 2015, Faster R-CNN, arXiv:1506.01497; Lin et al. 2016, FPN, arXiv:1612.03144"
+
 DEFAULT_ANCHOR_SIZES = (32, 64, 128, 256, 512)
 DEFAULT_ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
@@ -225,7 +227,15 @@ def _small_image_model(
     return FasterRCNN(backbone, num_classes, **{**SMALL_IMAGE_DEFAULTS, **kwargs})
 
 
-@register_model(task="detection")
+@register_model(
+    task="detection",
+    input_size=800,
+    reference="torchvision:fasterrcnn_resnet50_fpn",
+    reference_kwargs={"weights_backbone": None},  # nothing is downloaded
+    # torchvision's builder without pretrained weights uses ordinary batch norm and trains every stage.
+    reference_build_kwargs={"norm_layer": nn.BatchNorm2d, "trainable_backbone_layers": 5},
+    paper=FASTER_RCNN_PAPER,
+)
 def faster_rcnn_resnet50_fpn(
     *,
     num_classes: int = 91,
@@ -241,7 +251,7 @@ def faster_rcnn_resnet50_fpn(
     return FasterRCNN(backbone, num_classes, **kwargs)
 
 
-@register_model(task="detection")
+@register_model(task="detection", input_size=512, paper=FASTER_RCNN_PAPER)
 def faster_rcnn_resnet18_fpn(
     *,
     num_classes: int = 91,
@@ -261,7 +271,7 @@ def faster_rcnn_resnet18_fpn(
     return _small_image_model(backbone, num_classes, anchor_sizes, aspect_ratios, kwargs)
 
 
-@register_model(task="detection")
+@register_model(task="detection", input_size=512, paper=FASTER_RCNN_PAPER)
 def faster_rcnn_mobilenet_v3_large_fpn(
     *,
     num_classes: int = 91,

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.layers.helpers import make_divisible
-from zoo.models.darknet import darknet_leaky_relu
+from zoo.models.darknet import YOLOV3_PAPER, darknet_leaky_relu
 from zoo.models.features import FeatureListNet
 from zoo.ops.anchors import kmeans_anchors
 from zoo.registry import create_model, model_task, register_model
@@ -253,13 +253,13 @@ def yolov3_from_backbone(
     return YOLOv3(_stride_features(backbone, dict(backbone_kwargs or {})), num_classes, **kwargs)
 
 
-@register_model(task="detection")
+@register_model(task="detection", input_size=416, paper=YOLOV3_PAPER)
 def yolov3(*, num_classes: int = 80, **kwargs) -> YOLOv3:
     """Darknet's yolov3.cfg: Darknet-53 and head widths 512, 256, 128 (61,949,149 parameters at 80 classes)."""
     return yolov3_from_backbone("darknet53", num_classes=num_classes, **kwargs)
 
 
-@register_model(task="detection")
+@register_model(task="detection", input_size=416, paper=YOLOV3_PAPER)
 def yolov3_mobilenet_v2(*, num_classes: int = 80, **kwargs) -> YOLOv3:
     """The YOLOv3 head on MobileNetV2 (32, 96, 320 channels at strides 8, 16, 32; head widths 16, 48, 160)."""
     return yolov3_from_backbone("mobilenet_v2", num_classes=num_classes, **kwargs)

@@ -41,6 +41,10 @@ from zoo.weights import nest_reference_renames
 __all__ = ["DeepLabHead", "DeepLabV3", "DeepLabV3Plus", "DeepLabV3PlusHead", "FCNHead"]
 
 # Output stride → ResNet's replace_stride_with_dilation for layer2..layer4.
+DEEPLABV3_PAPER = "Chen et al. 2017, Rethinking Atrous Convolution (DeepLabv3), arXiv:1706.05587"
+DEEPLABV3PLUS_PAPER = "Chen et al. 2018, Encoder-Decoder with Atrous Separable Convolution, arXiv:1802.02611"
+
+NO_DOWNLOAD = {"weights_backbone": None}  # torchvision's builders fetch ImageNet backbone weights by default
 _RESNET_DILATION = {8: [False, True, True], 16: [False, False, True]}
 
 
@@ -270,21 +274,27 @@ def _deeplabv3_resnet(name: str, num_classes: int, aux_loss: bool, output_stride
 
 
 # --- DeepLabv3 (torchvision's builders; output stride 8 on ResNets, 16 on MobileNetV3) -------------
-@register_model(task="segmentation")
+@register_model(
+    task="segmentation", input_size=520, reference="torchvision", reference_kwargs=NO_DOWNLOAD, paper=DEEPLABV3_PAPER
+)
 def deeplabv3_resnet50(
     *, num_classes: int = 21, aux_loss: bool = False, output_stride: int = 8, in_chans: int = 3
 ) -> DeepLabV3:
     return _deeplabv3_resnet("resnet50", num_classes, aux_loss, output_stride, in_chans)
 
 
-@register_model(task="segmentation")
+@register_model(
+    task="segmentation", input_size=520, reference="torchvision", reference_kwargs=NO_DOWNLOAD, paper=DEEPLABV3_PAPER
+)
 def deeplabv3_resnet101(
     *, num_classes: int = 21, aux_loss: bool = False, output_stride: int = 8, in_chans: int = 3
 ) -> DeepLabV3:
     return _deeplabv3_resnet("resnet101", num_classes, aux_loss, output_stride, in_chans)
 
 
-@register_model(task="segmentation")
+@register_model(
+    task="segmentation", input_size=520, reference="torchvision", reference_kwargs=NO_DOWNLOAD, paper=DEEPLABV3_PAPER
+)
 def deeplabv3_mobilenet_v3_large(*, num_classes: int = 21, aux_loss: bool = False, in_chans: int = 3) -> DeepLabV3:
     """As torchvision: the last stage dilated (output stride 16), ASPP on the last conv (960 channels) at
     rates (12, 24, 36) (torchvision keeps its default rates here), and the auxiliary head on the first block
@@ -309,7 +319,7 @@ def deeplabv3_mobilenet_v3_large(*, num_classes: int = 21, aux_loss: bool = Fals
 
 
 # --- DeepLabv3+ (no torchvision counterpart) ----------------------------------------------------
-@register_model(task="segmentation")
+@register_model(task="segmentation", input_size=512, paper=DEEPLABV3PLUS_PAPER)
 def deeplabv3plus_resnet50(
     *, num_classes: int = 21, aux_loss: bool = False, output_stride: int = 16, in_chans: int = 3
 ) -> DeepLabV3Plus:

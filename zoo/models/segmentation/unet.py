@@ -39,6 +39,8 @@ from zoo.registry import create_model, register_model
 
 __all__ = ["BackboneUNet", "UNet"]
 
+UNET_PAPER = "Ronneberger et al. 2015, U-Net, arXiv:1505.04597"
+
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
@@ -181,13 +183,13 @@ class BackboneUNet(nn.Module):
         return {"out": logits}
 
 
-@register_model(task="segmentation")
+@register_model(task="segmentation", input_size=572, min_input_size=16, paper=UNET_PAPER)
 def unet(*, num_classes: int = 2, in_chans: int = 3, base_width: int = 64, bilinear: bool = False) -> UNet:
     """The padded U-Net of milesial/Pytorch-UNet (31.0M parameters; 17.3M with ``bilinear=True``)."""
     return UNet(num_classes=num_classes, in_chans=in_chans, base_width=base_width, bilinear=bilinear)
 
 
-@register_model(task="segmentation")
+@register_model(task="segmentation", input_size=512, paper=UNET_PAPER)
 def unet_resnet34(
     *,
     num_classes: int = 21,
@@ -201,7 +203,7 @@ def unet_resnet34(
     )
 
 
-@register_model(task="segmentation")
+@register_model(task="segmentation", input_size=512, paper=UNET_PAPER)
 def unet_mobilenet_v2(
     *,
     num_classes: int = 21,
