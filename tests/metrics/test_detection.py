@@ -453,7 +453,7 @@ def test_voc_average_precision_matches_devkit_on_random_curves(use_07_metric):
     for _ in range(20):
         hits = torch.rand(15, generator=gen) < 0.5
         tp, fp = hits.double().cumsum(0), (~hits).double().cumsum(0)
-        recall, precision = tp / 10, tp / (tp + fp)
+        recall, precision = tp / 15, tp / (tp + fp)  # 15 positives: up to 15 hits, recall never above 1
         expected = devkit_voc_ap(recall.tolist(), precision.tolist(), use_07_metric)
         assert abs(float(voc_average_precision(recall, precision, use_07_metric)) - expected) < 1e-12
 

@@ -118,6 +118,11 @@ def _top_k_hits(preds: Tensor, targets: Tensor, top_k: int) -> Tensor:
             raise ValueError(f"top_k={top_k} needs [N, C] scores, got class indices of shape {list(preds.shape)}")
         return preds == targets
     scores = check_scores(preds, "preds")
+    if top_k > scores.shape[1]:
+        raise ValueError(
+            f"top_k={top_k} is more than the number of classes, {scores.shape[1]} (preds of shape "
+            f"{list(scores.shape)}): every sample would count as a hit"
+        )
     targets = check_class_indices(targets, "targets", scores.shape[1]).unsqueeze(1)
     target_scores = scores.gather(1, targets)
     classes = torch.arange(scores.shape[1], device=scores.device).view(1, -1, *[1] * (scores.dim() - 2))
@@ -128,13 +133,19 @@ def _top_k_hits(preds: Tensor, targets: Tensor, top_k: int) -> Tensor:
 
 
 def accuracy(preds: Tensor, targets: Tensor, *, top_k: int = 1) -> Tensor:
-    """Fraction of samples whose target is among the ``top_k`` best-scored classes (float64 scalar, NaN if empty).
+    """Fraction of samples whose target is among the ``top_k`` best-scored classes (float64 scalar).
 
     ``preds`` is ``[N]`` class indices (``sklearn.metrics.accuracy_score``) or ``[N, C]`` scores
     (``sklearn.metrics.top_k_accuracy_score`` with ``labels=range(C)``, whose tie rule is followed: of two equal
-    scores the higher class index ranks first).
+    scores the higher class index ranks first). An empty batch and ``top_k > C`` are a ``ValueError``
+    (scikit-learn refuses the first and warns of a meaningless perfect score for the second).
     """
-    return _top_k_hits(preds, targets, top_k).double().mean()
+    hits = _top_k_hits(preds, targets, top_k)
+    if hits.numel() == 0:
+        raise ValueError(
+            f"accuracy of an empty batch: preds {list(preds.shape)} and targets {list(targets.shape)} hold no samples"
+        )
+    return hits.double().mean()
 
 
 def _check_zero_division(zero_division: Any) -> float:
@@ -249,7 +260,8 @@ class ConfusionMatrix(Metric):
 
 
 class Accuracy(Metric):
-    """Running top-k accuracy (see :func:`accuracy`); NaN before the first sample."""
+    """Running top-k accuracy (see :func:`accuracy`); ``compute`` with no sample since the last ``reset`` (no
+    update, or only empty batches) is a ``ValueError``."""
 
     def __init__(self, top_k: int = 1) -> None:
         self.top_k = _check_top_k(top_k)
@@ -266,6 +278,8 @@ class Accuracy(Metric):
         self.total = self.total.to(hits.device) + hits.numel()
 
     def compute(self) -> Tensor:
+        if self.total == 0:
+            raise ValueError("Accuracy.compute(): every batch since the last reset() was empty, no sample to score")
         return self.correct.double() / self.total
 
 

@@ -61,6 +61,16 @@ def _binary_inputs(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return check_scores(scores, "scores"), check_binary(targets, "targets")
 
 
+def _score_column_as_binary(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """``[N, 1]`` scores (a sigmoid head's usual output) are the ``[N]`` binary scores, not a one-vs-rest over a
+    single class; ``[N, 1]`` targets beside them are ``[N]`` too."""
+    if check_tensor(scores, "scores").dim() == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
+        if isinstance(targets, Tensor) and targets.shape == (len(scores), 1):
+            targets = targets[:, 0]
+    return scores, targets
+
+
 def _check_both_classes(positive: Tensor) -> int:
     """Number of positives; ROC AUC needs at least one positive and one negative."""
     num_positive = int(positive.sum())
@@ -172,9 +182,11 @@ def roc_auc(scores: Tensor, targets: Tensor, *, average: str | None = "macro") -
 
     The multiclass form equals ``sklearn.metrics.roc_auc_score(multi_class="ovr", average=average)``
     (``"macro"``, ``"weighted"`` by class frequency, or ``None`` for the ``[C]`` per-class AUCs); unlike scikit-learn
-    it does not require the rows to sum to one. Every class must occur in ``targets``.
+    it does not require the rows to sum to one. Every class must occur in ``targets``. ``[N, 1]`` scores are
+    binary, as ``sklearn.metrics.roc_auc_score`` reads a single column.
     """
-    if check_tensor(scores, "scores").dim() != 2:
+    scores, targets = _score_column_as_binary(scores, targets)
+    if scores.dim() != 2:
         return roc_auc_rank(scores, targets)
     return _one_vs_rest(roc_auc_rank, scores, targets, average, every_class=True)
 
@@ -202,9 +214,10 @@ def average_precision(scores: Tensor, targets: Tensor, *, average: str | None = 
     """AP = Σ_n (R_n − R_{n−1}) P_n, as ``sklearn.metrics.average_precision_score``; float64.
 
     ``[N]`` scores with binary targets, or ``[N, C]`` scores with class indices for the one-vs-rest average
-    (``"macro"``, ``"weighted"`` or ``None``). No positive targets gives 0 with a warning, as in scikit-learn.
+    (``"macro"``, ``"weighted"`` or ``None``); ``[N, 1]`` scores are binary. No positive targets gives 0 with a
+    warning, as in scikit-learn.
     """
-    scores = check_tensor(scores, "scores")
+    scores, targets = _score_column_as_binary(scores, targets)
     if scores.dim() == 2:
         return _one_vs_rest(average_precision, scores, targets, average)
     precision_, recall_, _ = precision_recall_curve(scores, targets)
@@ -238,9 +251,7 @@ class _ScoreCollector(Metric):
         self.targets.append(targets.detach())
 
     def _collected(self) -> tuple[Tensor, Tensor]:
-        if not self.scores:
-            raise ValueError(f"{type(self).__name__}.compute: no batch since the last reset")
-        return torch.cat(self.scores), torch.cat(self.targets)
+        return torch.cat(self.scores), torch.cat(self.targets)  # not empty: Metric refuses compute before update
 
 
 class ROCAUC(_ScoreCollector):

@@ -39,15 +39,28 @@ def voc_average_precision(recall: Tensor, precision: Tensor, use_07_metric: bool
 
     All-point (VOC2010+): area under the precision envelope ``max {p_j : r_j >= r}``. ``use_07_metric``: the mean
     of that envelope at recall 0, 0.1, ..., 1 (each threshold the double nearest i/10; the Python devkit's
-    ``np.arange(0, 1.1, 0.1)`` puts 0.3, 0.6 and 0.7 a hair higher). An empty curve has AP 0.
+    ``np.arange(0, 1.1, 0.1)`` puts 0.3, 0.6 and 0.7 a hair higher). An empty curve has AP 0. Values outside
+    [0, 1] (or NaN) and a decreasing recall are a ``ValueError``.
     """
     for name, values in (("recall", recall), ("precision", precision)):
         if not isinstance(values, Tensor):
             raise TypeError(f"{name}: expected a 1-D torch.Tensor, got {type(values).__name__}")
         if values.dim() != 1:
             raise ValueError(f"{name}: expected a 1-D tensor, got shape {list(values.shape)}")
+        outside = ~((values >= 0) & (values <= 1))  # NaN too
+        if outside.any():
+            index = int(outside.nonzero()[0])
+            raise ValueError(f"{name}: expected values in [0, 1], got {values[index].item()} at index {index}")
     if len(recall) != len(precision):
         raise ValueError(f"expected recall and precision of the same length, got {len(recall)} and {len(precision)}")
+    falls = recall.double().diff() < 0
+    if falls.any():
+        index = int(falls.nonzero()[0]) + 1
+        raise ValueError(
+            f"recall: expected non-decreasing values (points in ranking order), got {recall[index - 1].item()} then "
+            f"{recall[index].item()} at index {index}; scikit-learn's precision_recall_curve lists recall "
+            "decreasing: pass recall.flip(0), precision.flip(0)"
+        )
     dtype = torch.promote_types(recall.dtype, precision.dtype)
     dtype = dtype if dtype.is_floating_point else torch.float64
     recall, precision = recall.detach().double(), precision.detach().double()
