@@ -109,13 +109,13 @@ def test_config_instantiates_with_the_code_defaults(tmp_path):
 
 
 def test_missing_root_and_missing_files(tmp_path):
-    with pytest.raises(ValueError, match="is not a directory"):
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
         CIFAR10DataModule(tmp_path / "nowhere")
     write_cifar(tmp_path / "cifar-10-batches-py")
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
     (tmp_path / "cifar-10-batches-py" / "batches.meta").unlink()
     message = r"under .*cifar-10-batches-py .*missing: data_batch_3, batches.meta"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FileNotFoundError, match=message):
         CIFAR10DataModule(tmp_path)
 
 

@@ -108,13 +108,13 @@ def test_coco_loader_reads_boxes_and_maps_categories(tmp_path):
 
 
 def test_coco_loader_errors(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         CocoDetection(tmp_path / "missing.json", tmp_path)
     annotations = _write_coco(tmp_path)
     data = json.loads(annotations.read_text())
     data["annotations"][0]["bbox"] = [0, 0, -3, 4]
     annotations.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="annotation 1 of image 1 has bbox"):
+    with pytest.raises(ValueError, match=r"annotations\[0\] \(id 1, image 1\) has bbox"):
         CocoDetection(annotations, tmp_path / "images")
     data["annotations"][0]["bbox"] = [0, 0, 3, 4]
     data["annotations"][0]["category_id"] = 99

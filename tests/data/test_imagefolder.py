@@ -114,28 +114,29 @@ def empty_train(root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("damage", "message"),
+    ("damage", "error", "message"),
     [
-        (lambda root: (root / "train").rename(root / "x"), "train is not a directory; expected"),
-        (lambda root: (root / "val").rename(root / "test"), "val is not a directory; expected"),
-        (empty_train, "no class folders in .*train"),
-        (lambda root: remove_images(root / "train" / "dog"), "class folder .*dog holds no images"),
-        (lambda root: remove_images(root / "val" / "cat"), "class folder .*cat holds no images"),
+        (lambda root: (root / "train").rename(root / "x"), FileNotFoundError, "train is not a directory; expected"),
+        (lambda root: (root / "val").rename(root / "test"), FileNotFoundError, "val is not a directory; expected"),
+        (empty_train, ValueError, "no class folders in .*train"),
+        (lambda root: remove_images(root / "train" / "dog"), ValueError, "class folder .*dog holds no images"),
+        (lambda root: remove_images(root / "val" / "cat"), ValueError, "class folder .*cat holds no images"),
         (
             lambda root: (root / "val" / "cat").rename(root / "val" / "bird"),
+            ValueError,
             r"val classes \['bird'\] .* have no folder in",
         ),
     ],
 )
-def test_layout_errors(tmp_path, damage, message):
+def test_layout_errors(tmp_path, damage, error, message):
     write_tree(tmp_path)
     damage(tmp_path)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         ImageFolderDataModule(tmp_path)
 
 
 def test_missing_root(tmp_path):
-    with pytest.raises(ValueError, match="data.root .*nowhere' is not a directory"):
+    with pytest.raises(FileNotFoundError, match="data.root .*nowhere' is not a directory"):
         ImageFolderDataModule(tmp_path / "nowhere")
 
 
@@ -159,5 +160,5 @@ def test_argument_errors(tmp_path):
         ImageFolderDataModule(tmp_path, image_size=0)
     with pytest.raises(ValueError, match=r"unknown keys \['crop'\]"):
         ImageFolderDataModule(tmp_path, augment={"crop": True})
-    with pytest.raises(ValueError, match="mean and std must have one value per channel"):
+    with pytest.raises(ValueError, match="mean must have one value per channel: 3 for 3-channel images, got 1"):
         ImageFolderDataModule(tmp_path, mean=(0.5,))

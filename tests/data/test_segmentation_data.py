@@ -75,9 +75,9 @@ def test_voc_mask_with_a_class_outside_num_classes_is_an_error(tmp_path):
 
 
 def test_voc_missing_files(tmp_path):
-    with pytest.raises(ValueError, match="split list"):
+    with pytest.raises(FileNotFoundError, match="split list"):
         VOCSegmentation(tmp_path, "train")
     _write_voc(tmp_path, {"a": [[0, 1]]})
     (tmp_path / "JPEGImages" / "a.jpg").unlink()
-    with pytest.raises(ValueError, match="lists 'a' but"):
+    with pytest.raises(FileNotFoundError, match="lists 'a' but"):
         VOCSegmentation(tmp_path, "train")

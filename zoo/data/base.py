@@ -4,18 +4,41 @@ A subclass sets ``num_classes``, ``in_chans`` and ``image_size`` and implements 
 returning ``(train_set, val_set)``. Items are ``(image, target)`` with the image a float tensor (C, H, W),
 already normalised. For classification the target is an int class index and batches are
 ``(images (N, C, H, W), labels (N,))``; detection and segmentation modules set their own ``collate_fn``.
+
+`read_image` is the one image-file reader of the loaders, so that a missing or damaged file is reported
+the same way whichever dataset lists it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytorch_lightning as pl
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.resumable import EpochSampler, ResumableDataLoader
 
-__all__ = ["ClassificationDataModule", "ImageDataModule"]
+__all__ = ["ClassificationDataModule", "ImageDataModule", "read_image"]
+
+
+def read_image(path: str | Path, dataset: str) -> Image.Image:
+    """The fully decoded image in ``path``: FileNotFoundError if it is missing, ValueError naming it if PIL
+    cannot decode it (a corrupt or truncated file). ``dataset`` starts the message ("COCO", "VOC", ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{dataset}: image file {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later inside a transform
+            return image
+    # PIL reports damaged files with any of these, depending on the format and where the damage lies.
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ValueError(
+            f"{dataset}: cannot decode image {path}: the file is corrupt, truncated or not an image "
+            f"({type(err).__name__}: {err})"
+        ) from err
 
 
 class ImageDataModule(pl.LightningDataModule):

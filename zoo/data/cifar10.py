@@ -5,8 +5,12 @@ The archive ``cifar-10-python.tar.gz`` unpacks to ``cifar-10-batches-py/`` holdi
 ``batches.meta``. Each batch is a pickled dict with byte keys: ``b"data"``, a uint8 array
 (N, 3072) whose row is the red, green and blue 32×32 planes in row-major order, and
 ``b"labels"``, N ints in 0..9; ``batches.meta`` has ``b"label_names"``. Nothing is downloaded:
-``root`` is that folder or its parent. Pickles can run code when loaded, so read only archives
-you trust.
+``root`` is that folder or its parent.
+
+A pickle can name any importable function for the loader to call, so a planted file could run code
+the moment it is read. The batches are read with an unpickler that resolves only the globals the
+format holds — numpy's array and scalar reconstruction and ``_codecs.encode`` (how Python 3 writes
+bytes at protocol 2) — and refuses the file, naming it and the global, before calling anything else.
 """
 
 from __future__ import annotations
@@ -40,17 +44,28 @@ DEFAULT_AUGMENT = {
 }
 NUM_CLASSES = 10
 SIDE = 32
+# What the pickles of the official archive (Python 2, protocol 2) and of a re-save by numpy 1 or 2
+# (protocols 2 to 5) refer to; none of these can run code of the file's choosing.
+PICKLE_GLOBALS = frozenset(
+    [
+        *((f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("_reconstruct", "scalar")),
+        *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    ]
+)
 
 
 def _find_folder(root: Path) -> Path:
     """``root/cifar-10-batches-py`` if that exists, else ``root``; it must hold every file."""
     if not root.is_dir():
-        raise ValueError(f"CIFAR-10: data.root {str(root)!r} is not a directory")
+        raise FileNotFoundError(f"CIFAR-10: data.root {str(root)!r} is not a directory")
     folder = root / ARCHIVE_FOLDER if (root / ARCHIVE_FOLDER).is_dir() else root
     expected = (*TRAIN_FILES, VAL_FILE, META_FILE)
     missing = [name for name in expected if not (folder / name).is_file()]
     if missing:
-        raise ValueError(
+        raise FileNotFoundError(
             "CIFAR-10: expected the python-pickle batches data_batch_1..data_batch_5, "
             f"{VAL_FILE} and {META_FILE} under {folder} (the '{ARCHIVE_FOLDER}' folder of the "
             f"official archive, or its parent); missing: {', '.join(missing)}"
@@ -58,11 +73,29 @@ def _find_folder(root: Path) -> Path:
     return folder
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    pass
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Resolves only `PICKLE_GLOBALS`; any other global raises before the pickle can call it."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in PICKLE_GLOBALS:
+            raise _ForbiddenGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[str, object]:
     """The dict pickled in ``path``, with its byte keys decoded to str."""
     try:
         with path.open("rb") as file:
-            content = pickle.load(file, encoding="bytes")
+            content = _BatchUnpickler(file, encoding="bytes").load()
+    except _ForbiddenGlobal as err:
+        raise ValueError(
+            f"CIFAR-10: {path} refers to the Python global {err}, which the CIFAR-10 format never holds "
+            "(only numpy arrays, lists, bytes and ints); refusing to unpickle it, since a pickle can run code"
+        ) from None
     except Exception as err:  # a damaged pickle can raise almost any exception
         raise ValueError(f"CIFAR-10: {path} is not a readable pickle ({type(err).__name__}: {err})") from err
     if not isinstance(content, Mapping):
@@ -151,8 +184,8 @@ class CIFAR10DataModule(ClassificationDataModule):
         self.folder = _find_folder(Path(root).expanduser())
         self.classes = _read_label_names(self.folder / META_FILE)
         options = resolve_augment(DEFAULT_AUGMENT, augment)
-        self.train_transform = build_transforms(True, SIDE, mean, std, **options)
-        self.val_transform = build_transforms(False, SIDE, mean, std, **options)
+        self.train_transform = build_transforms(True, SIDE, mean, std, self.in_chans, **options)
+        self.val_transform = build_transforms(False, SIDE, mean, std, self.in_chans, **options)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         train = _load_batches([self.folder / name for name in TRAIN_FILES])

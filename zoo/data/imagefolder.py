@@ -6,8 +6,9 @@
 Class indices are the positions of train's class folders in sorted order, as in torchvision's
 ``ImageFolder``; val may hold a subset of those classes and uses train's indices. Entries whose
 name starts with "." are ignored. The folders are scanned and checked when the datamodule is
-built, so that ``num_classes`` is known before the trainer builds the model; images are decoded
-with PIL and converted to RGB when they are loaded.
+built, so that ``num_classes`` is known before the trainer builds the model (a missing folder is a
+FileNotFoundError); images are decoded with PIL and converted to RGB when they are loaded, so
+``mean`` and ``std`` hold three values each.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
-from zoo.data.base import ClassificationDataModule
+from zoo.data.base import ClassificationDataModule, read_image
 from zoo.data.transforms import build_transforms, resolve_augment
 
 __all__ = [
@@ -39,7 +39,7 @@ LAYOUT = "root/train/<class>/*.jpg and root/val/<class>/*.jpg"
 def _class_folders(split: Path) -> list[str]:
     """Sorted names of the class folders in ``split``."""
     if not split.is_dir():
-        raise ValueError(f"ImageFolder: {split} is not a directory; expected {LAYOUT}")
+        raise FileNotFoundError(f"ImageFolder: {split} is not a directory; expected {LAYOUT}")
     classes = sorted(entry.name for entry in split.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not classes:
         raise ValueError(f"ImageFolder: no class folders in {split}; expected {LAYOUT}")
@@ -76,12 +76,7 @@ class ImageFileDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except (OSError, SyntaxError) as err:  # PIL reports damaged files with either
-            raise ValueError(f"ImageFolder: cannot decode image {path} ({type(err).__name__}: {err})") from err
-        return self.transform(image), label
+        return self.transform(read_image(path, "ImageFolder").convert("RGB")), label
 
 
 class ImageFolderDataModule(ClassificationDataModule):
@@ -107,13 +102,13 @@ class ImageFolderDataModule(ClassificationDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         options = resolve_augment({}, augment)
-        self.train_transform = build_transforms(True, image_size, mean, std, **options)
-        self.val_transform = build_transforms(False, image_size, mean, std, **options)
+        self.train_transform = build_transforms(True, image_size, mean, std, self.in_chans, **options)
+        self.val_transform = build_transforms(False, image_size, mean, std, self.in_chans, **options)
         self.image_size = image_size
 
         root = Path(root).expanduser()
         if not root.is_dir():
-            raise ValueError(f"ImageFolder: data.root {str(root)!r} is not a directory; expected {LAYOUT}")
+            raise FileNotFoundError(f"ImageFolder: data.root {str(root)!r} is not a directory; expected {LAYOUT}")
         self.classes = _class_folders(root / "train")
         class_to_index = {name: index for index, name in enumerate(self.classes)}
         val_classes = _class_folders(root / "val")

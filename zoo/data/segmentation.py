@@ -13,6 +13,9 @@ VOC layout (PASCAL VOC 2012)::
     root/JPEGImages/<id>.jpg
     root/SegmentationClass/<id>.png        palette PNG: pixel value = class index, 255 = ignore
     root/ImageSets/Segmentation/<split>.txt one <id> per line
+
+A file the layout needs and that is missing is a FileNotFoundError naming it; a mask whose size differs
+from its image's, or that is not a palette or greyscale PNG, is a ValueError naming both files.
 """
 
 from __future__ import annotations
@@ -20,15 +23,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
 from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
-from zoo.data.base import ImageDataModule
+from zoo.data.base import ImageDataModule, read_image
 from zoo.data.synthetic import IGNORE_INDEX, MEAN, STD, SyntheticScenesDataModule, render_varied_scenes
+from zoo.data.transforms import check_int, check_mean_std
 
 __all__ = [
     "IGNORE_INDEX",
@@ -107,10 +110,12 @@ class VOCSegmentation(Dataset):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
+        check_int("image_size", image_size, 1)
+        check_mean_std(mean, std, 3)
         self.root = Path(root)
         split_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not split_file.is_file():
-            raise ValueError(
+            raise FileNotFoundError(
                 f"VOC: split list {split_file} does not exist; expected root/JPEGImages/<id>.jpg, "
                 "root/SegmentationClass/<id>.png and root/ImageSets/Segmentation/<split>.txt"
             )
@@ -120,7 +125,7 @@ class VOCSegmentation(Dataset):
         for image_id in self.ids:
             for path in (self._image_path(image_id), self._mask_path(image_id)):
                 if not path.is_file():
-                    raise ValueError(f"VOC: {split_file} lists {image_id!r} but {path} does not exist")
+                    raise FileNotFoundError(f"VOC: {split_file} lists {image_id!r} but {path} does not exist")
         self.image_size, self.num_classes = image_size, num_classes
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
@@ -135,16 +140,18 @@ class VOCSegmentation(Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image_id = self.ids[index]
-        with Image.open(self._image_path(image_id)) as image:
-            pixels = pil_to_tensor(image.convert("RGB")).float() / 255
-        with Image.open(self._mask_path(image_id)) as mask_image:
-            if mask_image.mode not in ("P", "L"):
-                raise ValueError(f"VOC: mask {self._mask_path(image_id)} has mode {mask_image.mode}; expected P or L")
-            mask = pil_to_tensor(mask_image)[0].long()  # palette indices, not colours
-        if mask.shape != pixels.shape[1:]:
-            raise ValueError(f"VOC: {image_id}: mask is {tuple(mask.shape)} but image is {tuple(pixels.shape[1:])}")
-        check_mask(mask, self.num_classes, where=f"VOC mask {self._mask_path(image_id)}")
+        image_path, mask_path = self._image_path(self.ids[index]), self._mask_path(self.ids[index])
+        image, mask_image = read_image(image_path, "VOC"), read_image(mask_path, "VOC")
+        if mask_image.mode not in ("P", "L"):
+            raise ValueError(f"VOC: mask {mask_path} has mode {mask_image.mode}; expected P or L (class indices)")
+        if mask_image.size != image.size:
+            raise ValueError(
+                f"VOC: mask {mask_path} is {mask_image.size[0]}×{mask_image.size[1]} (width × height) but its "
+                f"image {image_path} is {image.size[0]}×{image.size[1]}"
+            )
+        pixels = pil_to_tensor(image.convert("RGB")).float() / 255
+        mask = pil_to_tensor(mask_image)[0].long()  # palette indices, not colours
+        check_mask(mask, self.num_classes, where=f"VOC mask {mask_path}")
         height, width = mask.shape
         scale = self.image_size / max(height, width)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -173,8 +180,8 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"data.num_classes must be an int >= 2, got {num_classes!r}")
+        check_int("data.num_classes", num_classes, 2)
+        check_int("data.image_size", image_size, 1)
         self.root, self.splits = root, (train_split, val_split)
         self.num_classes, self.image_size = num_classes, image_size
 

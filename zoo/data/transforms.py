@@ -18,28 +18,36 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["AUGMENT_KEYS", "EVAL_CROP_RATIO", "build_transforms", "resolve_augment"]
+__all__ = ["AUGMENT_KEYS", "EVAL_CROP_RATIO", "build_transforms", "check_int", "check_mean_std", "resolve_augment"]
 
 EVAL_CROP_RATIO = 0.875
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def check_int(name: str, value: object, minimum: int) -> None:
+    """ValueError unless ``value`` is an int (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
-def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> None:
+def check_mean_std(mean: Sequence[float], std: Sequence[float], channels: int) -> None:
+    """ValueError unless ``mean`` and ``std`` hold one finite number per channel each and every std is > 0."""
     for name, values in (("mean", mean), ("std", std)):
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            raise ValueError(f"{name} must be a non-empty sequence of floats, got {values!r}")
-    if len(mean) != len(std):
-        raise ValueError(f"mean and std must have one value per channel each, got {mean!r} and {std!r}")
-    if any(s <= 0 for s in std):
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise ValueError(f"{name} must be a sequence of {channels} floats (one per channel), got {values!r}")
+        if len(values) != channels:
+            raise ValueError(
+                f"{name} must have one value per channel: {channels} for {channels}-channel images, "
+                f"got {len(values)} in {values!r}"
+            )
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) for v in values):
+            raise ValueError(f"{name} must hold finite numbers, got {values!r}")
+    if not all(value > 0 for value in std):
         raise ValueError(f"std must be > 0 in every channel, got {std!r}")
 
 
@@ -53,7 +61,7 @@ def _check_augment(
         raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {scale!r}")
     if isinstance(color_jitter, bool) or not isinstance(color_jitter, (int, float)) or color_jitter < 0:
         raise ValueError(f"color_jitter must be a number >= 0, got {color_jitter!r}")
-    _check_int("random_crop_padding", random_crop_padding, 0)
+    check_int("random_crop_padding", random_crop_padding, 0)
     if random_resized_crop and random_crop_padding > 0:
         raise ValueError(
             f"random_crop_padding={random_crop_padding} applies only with "
@@ -73,6 +81,7 @@ def build_transforms(
     image_size: int,
     mean: Sequence[float],
     std: Sequence[float],
+    channels: int = 3,
     *,
     random_resized_crop: bool = True,
     scale: Sequence[float] = (0.08, 1.0),
@@ -82,9 +91,11 @@ def build_transforms(
     resize_eval: bool = True,
 ) -> Callable:
     """The train (``train=True``) or eval pipeline of the module docstring, returning a normalised
-    float32 (C, image_size, image_size) tensor. The augmentation options only affect training."""
-    _check_int("image_size", image_size, 1)
-    _check_mean_std(mean, std)
+    float32 (C, image_size, image_size) tensor. ``mean`` and ``std`` hold one value for each of the
+    ``channels`` of the images; the augmentation options only affect training."""
+    check_int("image_size", image_size, 1)
+    check_int("channels", channels, 1)
+    check_mean_std(mean, std, channels)
     _check_augment(random_resized_crop, scale, color_jitter, random_crop_padding)
     if train and random_resized_crop:
         geometry = [v2.RandomResizedCrop(image_size, scale=tuple(scale), antialias=True)]
