@@ -21,23 +21,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.ops._graph import check_all, check_supported_dtype
+
 __all__ = [
     "BUDGET",
+    "MAX_ENTRIES_PER_ROI",
     "Boxes",
     "as_rois",
     "bins_to_output",
     "channels_last_table",
     "check_input",
     "check_output_size",
+    "check_rois",
     "check_spatial_scale",
     "empty_output",
     "in_roi_order",
+    "gradient_bins",
     "is_int",
     "outer",
-    "reduce_bags",
+    "max_bags",
+    "sum_bags",
+    "table_to_input",
     "size_groups",
 ]
 
+# The most bag entries one RoI may need (about 40 GB of working memory): a larger fixed sampling ratio is refused.
+MAX_ENTRIES_PER_ROI = 1 << 31
 # Peak working memory per chunk of RoIs, in padded (cell, weight) entries of the bins' bags (~20 bytes each).
 BUDGET = 1 << 21
 
@@ -54,6 +63,7 @@ def is_int(value: object) -> bool:
 def check_input(input: Tensor) -> None:
     if not isinstance(input, Tensor):
         raise TypeError(f"input: expected a torch.Tensor [N, C, H, W], got {type(input).__name__}")
+    check_supported_dtype(input, "input")
     if input.dim() != 4:
         raise ValueError(f"input: expected a 4-D tensor [N, C, H, W], got shape {list(input.shape)}")
     if not input.is_floating_point():
@@ -77,7 +87,8 @@ def check_spatial_scale(spatial_scale: float) -> None:
 
 
 def as_rois(boxes: Boxes, input: Tensor) -> Tensor:
-    """Validated ``[K, 5]`` RoIs in ``input``'s dtype and device, detached (torchvision gives boxes no gradient).
+    """``[K, 5]`` RoIs in ``input``'s dtype and device, detached (torchvision gives boxes no gradient), their shape
+    checked (their values are checked by :func:`check_rois`).
 
     Geometry runs in the input's precision (torchvision's arithmetic); half-precision maps get float32 geometry.
     """
@@ -101,21 +112,31 @@ def as_rois(boxes: Boxes, input: Tensor) -> Tensor:
         )
     else:
         raise TypeError(f"boxes: expected a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}")
-    rois = rois.detach().to(device=input.device, dtype=dtype)
-    bad = ~torch.isfinite(rois).all(dim=1)
-    if bad.any():
-        index = int(bad.nonzero()[0])
-        raise ValueError(f"boxes: expected finite coordinates, RoI {index} is {rois[index].tolist()}")
+    return rois.detach().to(device=input.device, dtype=dtype)
+
+
+def check_rois(rois: Tensor, batch_size: int) -> None:
+    """The values of ``[K, 5]`` RoIs: finite, and batch indices of images that exist (checked by the registered
+    ops, on the values)."""
+    finite = torch.isfinite(rois).all(dim=1)
+
+    def not_finite() -> str:
+        index = int((~finite).nonzero()[0])
+        return f"boxes: expected finite coordinates, RoI {index} is {rois[index].tolist()}"
+
+    check_all(finite, not_finite, "boxes: expected finite coordinates")
     # The batch index is truncated towards zero, like torchvision's int cast.
     batch = rois[:, 0].long()
-    bad = (batch < 0) | (batch >= input.shape[0])
-    if bad.any():
-        index = int(bad.nonzero()[0])
-        raise ValueError(
-            f"boxes: batch index must be in [0, {input.shape[0] - 1}] for an input of {input.shape[0]} images, "
+    exists = (batch >= 0) & (batch < batch_size)
+
+    def missing() -> str:
+        index = int((~exists).nonzero()[0])
+        return (
+            f"boxes: batch index must be in [0, {batch_size - 1}] for an input of {batch_size} images, "
             f"RoI {index} has {rois[index, 0].item()}"
         )
-    return rois
+
+    check_all(exists, missing, "boxes: batch index out of range")
 
 
 # --------------------------------------------------------------------------------------------- shared machinery
@@ -163,24 +184,53 @@ def outer(rows: Tensor, cols: Tensor, op) -> Tensor:
     return op(rows[:, :, None, :], cols[:, None, :, :]).flatten()
 
 
-def reduce_bags(
+def _strip_padding(cells: Tensor, real: tuple[Tensor, Tensor], bag_size: Tensor, weights: Tensor | None):
+    """Drop the padded entries of :func:`outer` bags (``real`` holds the row and column masks), so the gather,
+    the expensive part (C values per entry), reads real cells only; and the bags' offsets."""
+    if len(cells) > bag_size.sum():
+        keep = outer(*real, torch.logical_and).nonzero().squeeze(1)
+        cells, weights = cells[keep], None if weights is None else weights[keep]
+    return cells, torch.cumsum(bag_size, 0) - bag_size, weights
+
+
+def sum_bags(
     table: Tensor,
     cells: Tensor,
     real: tuple[Tensor, Tensor],
     bag_size: Tensor,
-    mode: str,
-    weights: Tensor | None = None,
+    weights: Tensor,
+    backward: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
-    """Reduce each bin's bag of ``table`` rows (``mode`` "sum" or "max") → ``[bins, C]``.
+    """Weighted sum of each bin's bag of ``table`` rows → ``[bins, C]`` (``cells``, ``weights`` from :func:`outer`).
 
-    ``cells`` (and ``weights``) come from :func:`outer`, padded; ``real`` holds its row and column masks, and the
-    padding is dropped first, so the gather, the expensive part (C values per entry), reads real cells only.
+    With ``backward = (grad of the bins [bins, C], grad of the table)``, instead adds each entry's share of its
+    bin's gradient, ``weight × grad``, to the table's gradient (and returns it).
     """
-    if len(cells) > bag_size.sum():
-        keep = outer(*real, torch.logical_and).nonzero().squeeze(1)
-        cells, weights = cells[keep], None if weights is None else weights[keep]
-    offsets = torch.cumsum(bag_size, 0) - bag_size
-    return F.embedding_bag(cells, table, offsets, mode=mode, per_sample_weights=weights)
+    cells, offsets, weights = _strip_padding(cells, real, bag_size, weights)
+    if backward is None:
+        return F.embedding_bag(cells, table, offsets, mode="sum", per_sample_weights=weights)
+    grad_bins, grad_table = backward
+    entry_bin = torch.repeat_interleave(torch.arange(len(bag_size), device=cells.device), bag_size)
+    return grad_table.index_add_(0, cells, grad_bins.index_select(0, entry_bin) * weights[:, None])
+
+
+def max_bags(table: Tensor, cells: Tensor, real: tuple[Tensor, Tensor], bag_size: Tensor) -> tuple[Tensor, Tensor]:
+    """Maximum of each bin's bag of ``table`` rows → ``([bins, C], the table row of each maximum [bins, C])``;
+    of equal values the first in the bag (row-major, as torchvision's argmax)."""
+    cells, offsets, _ = _strip_padding(cells, real, bag_size, None)
+    values, _, _, argmax = torch.embedding_bag(table, cells, offsets, False, 2)  # mode 2: max
+    return values, argmax
+
+
+def gradient_bins(grad: Tensor, chunk: Tensor) -> Tensor:
+    """The output gradient ``[K, C, out_h, out_w]`` of the RoIs ``chunk`` as bins ``[k * out_h * out_w, C]``."""
+    return grad.index_select(0, chunk).permute(0, 2, 3, 1).flatten(0, 2)
+
+
+def table_to_input(grad_table: Tensor, input: Tensor) -> Tensor:
+    """The gradient of :func:`channels_last_table` ``[N H W, C]`` back in ``input``'s ``[N, C, H, W]`` layout."""
+    n, c, h, w = input.shape
+    return grad_table.view(n, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 
 def empty_output(input: Tensor, output_size: tuple[int, int]) -> Tensor:

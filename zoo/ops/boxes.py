@@ -21,6 +21,8 @@ import math
 import torch
 from torch import Tensor
 
+from zoo.ops._graph import check_all, check_supported_dtype
+
 __all__ = [
     "BOX_FORMATS",
     "IOU_KINDS",
@@ -51,17 +53,21 @@ def check_boxes(boxes: Tensor, name: str = "boxes", *, check_order: bool = True)
         raise TypeError(f"{name}: expected a torch.Tensor of shape [N, 4], got {type(boxes).__name__}")
     if boxes.dim() != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"{name}: expected shape [N, 4], got {list(boxes.shape)}")
+    check_supported_dtype(boxes, name)
     if not boxes.is_floating_point():
         boxes = boxes.float()
-    if check_order and boxes.numel():
+    if check_order:
         # One comparison catches both: NaN >= x is False.
-        bad = ~(boxes[:, 2:] >= boxes[:, :2]).all(dim=1)
-        if bad.any():
-            index = int(bad.nonzero()[0])
-            raise ValueError(
+        ok = (boxes[:, 2:] >= boxes[:, :2]).all(dim=1)
+
+        def message() -> str:
+            index = int((~ok).nonzero()[0])
+            return (
                 f"{name}: expected xyxy boxes with x2 >= x1 and y2 >= y1 and no NaN; "
                 f"box {index} is {boxes[index].tolist()}"
             )
+
+        check_all(ok, message, f"{name}: expected xyxy boxes with x2 >= x1 and y2 >= y1 and no NaN")
     return boxes
 
 

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.ops._graph import check_all
 from zoo.ops.boxes import paired_box_iou
 
 __all__ = [
@@ -167,8 +168,8 @@ def centernet_focal_loss(
         raise ValueError(f"eps: expected a value in (0, 0.5), got {eps}")
     _check_pair(logits, heatmap, ("logits", "heatmap"))
     heatmap = heatmap.to(logits.dtype)
-    if heatmap.numel() and not ((heatmap >= 0) & (heatmap <= 1)).all():
-        raise ValueError("heatmap: expected values in [0, 1] and no NaN")
+    message = "heatmap: expected values in [0, 1] and no NaN"
+    check_all((heatmap >= 0) & (heatmap <= 1), lambda: message, message)
     prob = torch.sigmoid(logits).clamp(eps, 1 - eps)
     positive = heatmap == 1
     positive_term = (1 - prob).pow(alpha) * prob.log()
@@ -191,8 +192,11 @@ def dice_loss(logits: Tensor, targets: Tensor, ignore_index: int | None = None, 
     num_classes = logits.shape[1]
     valid = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
     labels = torch.where(valid, targets, 0)
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"targets: expected class indices in 0..{num_classes - 1}, got {labels.unique().tolist()}")
+    check_all(
+        (labels >= 0) & (labels < num_classes),
+        lambda: f"targets: expected class indices in 0..{num_classes - 1}, got {labels.unique().tolist()}",
+        f"targets: expected class indices in 0..{num_classes - 1}",
+    )
     probs = logits.softmax(dim=1) * valid.unsqueeze(1)
     one_hot = F.one_hot(labels, num_classes).movedim(-1, 1) * valid.unsqueeze(1)
     dims = [0, *range(2, logits.dim())]

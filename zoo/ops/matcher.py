@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from zoo.ops._graph import check_all
+
 __all__ = ["Matcher", "BalancedPositiveNegativeSampler"]
 
 
@@ -71,8 +73,9 @@ class Matcher:
             # As in torchvision: training needs at least one box on each side (callers handle images without gt).
             side = "ground-truth" if quality.shape[0] == 0 else "proposal"
             raise ValueError(f"No {side} boxes available for one of the images during training")
-        if quality.is_floating_point() and quality.isnan().any():
-            raise ValueError("match_quality_matrix: expected no NaN qualities")
+        if quality.is_floating_point():
+            message = "match_quality_matrix: expected no NaN qualities"
+            check_all(~quality.isnan(), lambda: message, message)
         best_quality, matches = quality.max(dim=0)
         best_matches = matches.clone()
         matches[best_quality < self.low_threshold] = self.BELOW_LOW_THRESHOLD

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from zoo.ops._graph import check_all, check_supported_dtype, is_fx_proxy
 from zoo.ops.boxes import _inter_union, _upcast, box_iou, check_boxes
 
 __all__ = ["SOFT_NMS_METHODS", "nms", "batched_nms", "nms_matrix", "soft_nms"]
@@ -67,19 +68,29 @@ def _check_threshold(value: float, name: str) -> float:
 
 
 def _check_scores(scores: Tensor, count: int, name: str = "scores") -> None:
+    """Type and shape (which a tracer sees); NaN scores are refused by the registered op, on the values."""
     if not isinstance(scores, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of shape [{count}], got {type(scores).__name__}")
+    check_supported_dtype(scores, name)
     if scores.shape != (count,):
         raise ValueError(f"{name}: expected shape [{count}] (one per box), got {list(scores.shape)}")
-    if scores.is_complex() or scores.dtype == torch.bool:
+    if scores.dtype == torch.bool:
         raise TypeError(f"{name}: expected real numbers, got {scores.dtype}")
-    if scores.is_floating_point() and scores.isnan().any():
-        raise ValueError(f"{name}: expected no NaN, got {int(scores.isnan().sum())} NaN values")
+
+
+def _check_no_nan(scores: Tensor, name: str = "scores") -> None:
+    if scores.is_floating_point():
+        check_all(~scores.isnan(), lambda: f"{name}: expected no NaN, got {int(scores.isnan().sum())} NaN values",
+                  f"{name}: expected no NaN")  # fmt: skip
 
 
 def _check_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tensor, float]:
-    boxes = _upcast(check_boxes(boxes))
-    _check_scores(scores, len(boxes))
+    """What can be checked without reading the values; the registered ops check the values."""
+    if isinstance(boxes, Tensor):
+        check_supported_dtype(boxes, "boxes")
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+        check_boxes(boxes)  # raises the usual TypeError / ValueError
+    _check_scores(scores, boxes.shape[0])
     return boxes, _check_threshold(iou_threshold, "iou_threshold")
 
 
@@ -276,15 +287,68 @@ def _visiting_order(scores: Tensor) -> Tensor:
     return torch.sort(scores, descending=True, stable=True).indices
 
 
+def _torchvision_sorts_per_class(boxes: Tensor) -> bool:
+    """Whether torchvision's batched_nms runs NMS class by class (0.29: over 4000 coordinates on CPU, 100k on GPU)."""
+    return boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000)
+
+
+# The registered operators: what torch.compile, torch.export and torch.fx record as one node each (as they record
+# torchvision's C++ ops). Their bodies are the eager code above, run on the values, so the value checks run there.
+@torch.library.custom_op("zoo::nms", mutates_args=())
+def _nms_op(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    boxes = _upcast(check_boxes(boxes))
+    _check_no_nan(scores)
+    order = _visiting_order(scores)
+    return order[_greedy(boxes[order], _threshold_below(iou_threshold, boxes.dtype), None)]
+
+
+@torch.library.custom_op("zoo::batched_nms", mutates_args=())
+def _batched_nms_op(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    boxes = _upcast(check_boxes(boxes))
+    _check_no_nan(scores)
+    _check_no_nan(idxs, "idxs")
+    order = _visiting_order(scores)
+    threshold = _threshold_below(iou_threshold, boxes.dtype)
+    kept = order[_greedy(boxes[order], threshold, idxs[order])]
+    kept = kept.sort().values
+    stable = not _torchvision_sorts_per_class(boxes)
+    return kept[torch.sort(scores[kept], descending=True, stable=stable).indices]
+
+
+@torch.library.custom_op("zoo::nms_matrix", mutates_args=())
+def _nms_matrix_op(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    boxes = _upcast(check_boxes(boxes))
+    _check_no_nan(scores)
+    order = _visiting_order(scores)
+    return order[_greedy_dense(boxes[order], _threshold_below(iou_threshold, boxes.dtype), None)]
+
+
+@_nms_op.register_fake
+def _(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.long)
+
+
+@_nms_matrix_op.register_fake
+def _(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.long)
+
+
+@_batched_nms_op.register_fake
+def _(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.long)
+
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS of ``[N, 4]`` xyxy boxes, as ``torchvision.ops.nms``.
 
     Returns the int64 indices of the kept boxes by decreasing score (equal scores by index). A box is
     suppressed by a kept higher-scored box whose IoU with it is strictly greater than ``iou_threshold``.
+    Runs as the registered operator ``torch.ops.zoo.nms``, so it compiles (fullgraph) and exports.
     """
+    if is_fx_proxy(boxes, scores):
+        return torch.ops.zoo.nms(boxes, scores, iou_threshold)
     boxes, iou_threshold = _check_inputs(boxes, scores, iou_threshold)
-    order = _visiting_order(scores)
-    return order[_greedy(boxes[order], _threshold_below(iou_threshold, boxes.dtype), None)]
+    return torch.ops.zoo.nms(boxes, scores, iou_threshold)
 
 
 def nms_matrix(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -293,13 +357,7 @@ def nms_matrix(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     No loop over boxes or blocks, only a few rounds of ``[N, N]`` tensor ops: the form suited to GPUs.
     """
     boxes, iou_threshold = _check_inputs(boxes, scores, iou_threshold)
-    order = _visiting_order(scores)
-    return order[_greedy_dense(boxes[order], _threshold_below(iou_threshold, boxes.dtype), None)]
-
-
-def _torchvision_sorts_per_class(boxes: Tensor) -> bool:
-    """Whether torchvision's batched_nms runs NMS class by class (0.29: over 4000 coordinates on CPU, 100k on GPU)."""
-    return boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000)
+    return torch.ops.zoo.nms_matrix(boxes, scores, iou_threshold)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
@@ -307,16 +365,16 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 
     Boxes of different categories never suppress each other. Kept boxes with equal scores come in torchvision's
     order: by index, except where torchvision runs NMS class by class (more than 1000 boxes on CPU) and ends with
-    an unstable sort of the kept scores; the same sort call is made here.
+    an unstable sort of the kept scores; the same sort call is made here. Empty boxes of any shape give an empty
+    result, as torchvision's. Runs as the registered operator ``torch.ops.zoo.batched_nms``.
     """
+    if is_fx_proxy(boxes, scores, idxs):
+        return torch.ops.zoo.batched_nms(boxes, scores, idxs, iou_threshold)
+    if isinstance(boxes, Tensor) and boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
     boxes, iou_threshold = _check_inputs(boxes, scores, iou_threshold)
-    _check_scores(idxs, len(boxes), "idxs")
-    order = _visiting_order(scores)
-    threshold = _threshold_below(iou_threshold, boxes.dtype)
-    kept = order[_greedy(boxes[order], threshold, idxs[order])]
-    kept = kept.sort().values
-    stable = not _torchvision_sorts_per_class(boxes)
-    return kept[torch.sort(scores[kept], descending=True, stable=stable).indices]
+    _check_scores(idxs, boxes.shape[0], "idxs")
+    return torch.ops.zoo.batched_nms(boxes, scores, idxs, iou_threshold)
 
 
 def soft_nms(
@@ -340,6 +398,15 @@ def soft_nms(
     if method == "gaussian" and not sigma > 0:
         raise ValueError(f"sigma: expected a value > 0, got {sigma}")
     score_threshold = _check_threshold(score_threshold, "score_threshold")
+    return torch.ops.zoo.soft_nms(boxes, scores, iou_threshold, sigma, score_threshold, method)
+
+
+@torch.library.custom_op("zoo::soft_nms", mutates_args=())
+def _soft_nms_op(
+    boxes: Tensor, scores: Tensor, iou_threshold: float, sigma: float, score_threshold: float, method: str
+) -> tuple[Tensor, Tensor]:
+    boxes = _upcast(check_boxes(boxes))
+    _check_no_nan(scores)
     current = scores.to(torch.promote_types(scores.dtype, boxes.dtype), copy=True)
     threshold = _threshold_below(iou_threshold, boxes.dtype)
     remaining = (current >= score_threshold).nonzero().squeeze(1)
@@ -362,3 +429,10 @@ def soft_nms(
     if not keep:
         return torch.empty(0, dtype=torch.long, device=boxes.device), current[:0]
     return torch.stack(keep), torch.stack(decayed)
+
+
+@_soft_nms_op.register_fake
+def _(boxes, scores, iou_threshold, sigma, score_threshold, method):
+    kept = torch.library.get_ctx().new_dynamic_size()
+    dtype = torch.promote_types(scores.dtype, _upcast(boxes).dtype)
+    return boxes.new_empty((kept,), dtype=torch.long), scores.new_empty((kept,), dtype=dtype)

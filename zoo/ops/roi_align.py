@@ -20,20 +20,25 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from zoo.ops._graph import is_fx_proxy
 from zoo.ops._roi_common import (
+    MAX_ENTRIES_PER_ROI,
     Boxes,
     as_rois,
     bins_to_output,
     channels_last_table,
     check_input,
     check_output_size,
+    check_rois,
     check_spatial_scale,
     empty_output,
+    gradient_bins,
     in_roi_order,
     is_int,
     outer,
-    reduce_bags,
     size_groups,
+    sum_bags,
+    table_to_input,
 )
 
 __all__ = ["roi_align"]
@@ -78,8 +83,11 @@ def _align_taps(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, samp
     return cells, weights, real
 
 
-def _roi_align_bins(table: Tensor, batch: Tensor, geometry, output_size: tuple[int, int], shape: tuple[int, int]):
-    """Average of every bin, ``[k * out_h * out_w, C]``: one weighted bag of g_y g_x samples x 4 taps per bin."""
+def _roi_align_bins(
+    table: Tensor, batch: Tensor, geometry, output_size: tuple[int, int], shape: tuple[int, int], backward=None
+):
+    """Average of every bin, ``[k * out_h * out_w, C]``: one weighted bag of g_y g_x samples x 4 taps per bin.
+    With ``backward`` (see :func:`~zoo.ops._roi_common.sum_bags`), the table's gradient instead."""
     start, bin_size, grid, count = geometry
     (out_h, out_w), (height, width), k = output_size, shape, len(batch)
     samples_x, samples_y = grid.amax(dim=0).tolist()
@@ -96,7 +104,80 @@ def _roi_align_bins(table: Tensor, batch: Tensor, geometry, output_size: tuple[i
         x_real[:, None, :, None].expand(-1, out_w, -1, 2).reshape(k, out_w, -1),
     )
     bag_size = (4 * grid[:, 0] * grid[:, 1]).repeat_interleave(out_h * out_w)
-    return reduce_bags(table, cells, real, bag_size, "sum", weights.to(table.dtype))
+    return sum_bags(table, cells, real, bag_size, weights.to(table.dtype), backward)
+
+
+def _roi_align_forward(
+    input: Tensor,
+    rois: Tensor,
+    spatial_scale: float,
+    output_size: tuple[int, int],
+    sampling_ratio: int,
+    aligned: bool,
+    grad: Tensor | None = None,
+) -> Tensor:
+    """RoIAlign of validated arguments; with ``grad`` (of the output), the gradient of ``input`` instead."""
+    check_rois(rois, input.shape[0])
+    if len(rois) == 0:
+        return empty_output(input, output_size) if grad is None else torch.zeros_like(input)
+    geometry = _align_geometry(rois, spatial_scale, output_size, sampling_ratio, aligned)
+    table, batch, shape = channels_last_table(input), rois[:, 0].long(), (input.shape[2], input.shape[3])
+    # Padded samples cost index arithmetic only (they are dropped before the gather): coarse size classes.
+    chunks = size_groups(geometry[2], 4 * output_size[0] * output_size[1], octaves=2)
+    if grad is not None:
+        grad_table = torch.zeros_like(table)
+        for i in chunks:
+            backward = (gradient_bins(grad.to(table.dtype), i), grad_table)
+            _roi_align_bins(table, batch[i], [part[i] for part in geometry], output_size, shape, backward)
+        return table_to_input(grad_table, input)
+    pieces = [_roi_align_bins(table, batch[i], [part[i] for part in geometry], output_size, shape) for i in chunks]
+    return bins_to_output(in_roi_order(pieces, chunks, len(rois)), len(rois), output_size)
+
+
+# The registered operator (what compile / export / fx record as one node; see zoo.ops._graph) and its backward.
+@torch.library.custom_op("zoo::roi_align", mutates_args=())
+def _roi_align_op(
+    input: Tensor, rois: Tensor, spatial_scale: float, height: int, width: int, sampling_ratio: int, aligned: bool
+) -> Tensor:
+    return _roi_align_forward(input, rois, spatial_scale, (height, width), sampling_ratio, aligned)
+
+
+@_roi_align_op.register_fake
+def _(input, rois, spatial_scale, height, width, sampling_ratio, aligned):
+    return input.new_empty((rois.shape[0], input.shape[1], height, width))
+
+
+@torch.library.custom_op("zoo::roi_align_backward", mutates_args=())
+def _roi_align_backward_op(
+    grad: Tensor,
+    input: Tensor,
+    rois: Tensor,
+    spatial_scale: float,
+    height: int,
+    width: int,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    return _roi_align_forward(input, rois, spatial_scale, (height, width), sampling_ratio, aligned, grad)
+
+
+@_roi_align_backward_op.register_fake
+def _(grad, input, rois, spatial_scale, height, width, sampling_ratio, aligned):
+    return torch.empty_like(input)
+
+
+def _save_for_backward(ctx, inputs, output) -> None:
+    input, rois, *ctx.arguments = inputs
+    ctx.save_for_backward(input, rois)
+
+
+def _backward(ctx, grad: Tensor):
+    input, rois = ctx.saved_tensors
+    grad_input = _roi_align_backward_op(grad.contiguous(), input, rois, *ctx.arguments)
+    return grad_input, None, None, None, None, None, None
+
+
+_roi_align_op.register_autograd(_backward, setup_context=_save_for_backward)
 
 
 def roi_align(
@@ -113,19 +194,21 @@ def roi_align(
     ``Tensor[L, 4]``; ``output_size``: int or (height, width); ``spatial_scale`` maps box to feature-map coordinates;
     ``sampling_ratio``: samples per bin and axis, or adaptive ``ceil(roi size / output size)`` when <= 0;
     ``aligned``: shift boxes by -0.5 cell (Detectron2) instead of the legacy 1-cell minimum size.
-    Returns ``[K, C, out_h, out_w]``.
+    Returns ``[K, C, out_h, out_w]``. Runs as the registered operator ``torch.ops.zoo.roi_align``, so it compiles
+    (fullgraph) and exports.
     """
-    check_input(input)
     output_size = check_output_size(output_size)
+    if is_fx_proxy(input, boxes):
+        return torch.ops.zoo.roi_align(input, boxes, spatial_scale, *output_size, sampling_ratio, aligned)
+    check_input(input)
     check_spatial_scale(spatial_scale)
     if not is_int(sampling_ratio):
         raise TypeError(f"sampling_ratio: expected an int, got {type(sampling_ratio).__name__}")
+    entries_per_roi = 4 * max(int(sampling_ratio), 1) ** 2 * output_size[0] * output_size[1]
+    if entries_per_roi > MAX_ENTRIES_PER_ROI:
+        raise ValueError(
+            f"sampling_ratio: {sampling_ratio} samples per bin and axis would need {entries_per_roi:.3g} bilinear taps "
+            f"per RoI (at most {MAX_ENTRIES_PER_ROI:.3g}); torchvision's models use 2, or -1 for adaptive sampling"
+        )
     rois = as_rois(boxes, input)
-    if len(rois) == 0:
-        return empty_output(input, output_size)
-    geometry = _align_geometry(rois, spatial_scale, output_size, int(sampling_ratio), bool(aligned))
-    table, batch, shape = channels_last_table(input), rois[:, 0].long(), (input.shape[2], input.shape[3])
-    # Padded samples cost index arithmetic only (they are dropped before the gather): coarse size classes.
-    chunks = size_groups(geometry[2], 4 * output_size[0] * output_size[1], octaves=2)
-    pieces = [_roi_align_bins(table, batch[i], [part[i] for part in geometry], output_size, shape) for i in chunks]
-    return bins_to_output(in_roi_order(pieces, chunks, len(rois)), len(rois), output_size)
+    return torch.ops.zoo.roi_align(input, rois, float(spatial_scale), *output_size, int(sampling_ratio), bool(aligned))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from zoo.ops._graph import is_fx_proxy
 from zoo.ops._roi_common import (
     Boxes,
     as_rois,
@@ -23,12 +24,15 @@ from zoo.ops._roi_common import (
     channels_last_table,
     check_input,
     check_output_size,
+    check_rois,
     check_spatial_scale,
     empty_output,
+    gradient_bins,
     in_roi_order,
+    max_bags,
     outer,
-    reduce_bags,
     size_groups,
+    table_to_input,
 )
 
 __all__ = ["roi_pool"]
@@ -60,10 +64,11 @@ def _pool_geometry(rois: Tensor, scale: float, output_size: tuple[int, int], sha
     return rows, cols
 
 
-def _roi_pool_bins(table: Tensor, batch: Tensor, rows, cols, shape: tuple[int, int]) -> Tensor:
+def _roi_pool_bins(table: Tensor, batch: Tensor, rows, cols, shape: tuple[int, int], backward=None) -> Tensor:
     """Max of every bin, ``[k * out_h * out_w, C]``: one bag per bin of its cells in row-major order.
 
-    ``embedding_bag``'s max keeps the first maximum of a bag and sends the gradient there, as torchvision does.
+    ``embedding_bag``'s max keeps the first maximum of a bag, where the gradient goes, as in torchvision. With
+    ``backward = (grad of the bins, grad of the table)``, adds each bin's gradient at its maximum instead.
     """
     (row0, num_rows), (col0, num_cols) = rows, cols
     height, width = shape
@@ -73,10 +78,75 @@ def _roi_pool_bins(table: Tensor, batch: Tensor, rows, cols, shape: tuple[int, i
     cells = outer(row, col0[:, :, None] + step_w, torch.add)
     real = (step_h < num_rows[:, :, None], step_w < num_cols[:, :, None])
     bag_size = (num_rows[:, :, None] * num_cols[:, None, :]).flatten()
-    pooled = reduce_bags(table, cells, real, bag_size, "max")
+    pooled, argmax = max_bags(table, cells, real, bag_size)
     # Nothing above -FLT_MAX (an empty bin, or only -inf): torchvision keeps its initial value, no gradient.
+    counted = (pooled > _FLOAT32_LOWEST) & (bag_size > 0)[:, None]
+    if backward is not None:
+        grad_bins, grad_table = backward
+        channel = torch.arange(table.shape[1], device=table.device).expand_as(argmax)
+        flat = (argmax * table.shape[1] + channel)[counted]
+        return grad_table.view(-1).index_add_(0, flat, grad_bins[counted]).view_as(grad_table)
     pooled = torch.where(pooled > _FLOAT32_LOWEST, pooled, _FLOAT32_LOWEST)
     return pooled.masked_fill((bag_size == 0)[:, None], 0.0)
+
+
+def _roi_pool_forward(
+    input: Tensor, rois: Tensor, spatial_scale: float, output_size: tuple[int, int], grad: Tensor | None = None
+) -> Tensor:
+    """RoIPool of validated arguments; with ``grad`` (of the output), the gradient of ``input`` instead."""
+    check_rois(rois, input.shape[0])
+    if len(rois) == 0:
+        return empty_output(input, output_size) if grad is None else torch.zeros_like(input)
+    shape = (input.shape[2], input.shape[3])
+    (row0, rows), (col0, cols) = _pool_geometry(rois, spatial_scale, output_size, shape)
+    table, batch = channels_last_table(input), rois[:, 0].long()
+    table = table.masked_fill(table.isnan(), float("-inf"))  # torchvision's `value > max` never picks a NaN
+    largest_bin = torch.stack([rows.amax(dim=1), cols.amax(dim=1)], dim=1)
+    chunks = size_groups(largest_bin, output_size[0] * output_size[1], octaves=2)
+    if grad is not None:
+        grad_table = torch.zeros_like(table)
+        for i in chunks:
+            backward = (gradient_bins(grad.to(table.dtype), i), grad_table)
+            _roi_pool_bins(table, batch[i], (row0[i], rows[i]), (col0[i], cols[i]), shape, backward)
+        return table_to_input(grad_table, input)
+    pieces = [_roi_pool_bins(table, batch[i], (row0[i], rows[i]), (col0[i], cols[i]), shape) for i in chunks]
+    return bins_to_output(in_roi_order(pieces, chunks, len(rois)), len(rois), output_size)
+
+
+# The registered operator (what compile / export / fx record as one node; see zoo.ops._graph) and its backward.
+@torch.library.custom_op("zoo::roi_pool", mutates_args=())
+def _roi_pool_op(input: Tensor, rois: Tensor, spatial_scale: float, height: int, width: int) -> Tensor:
+    return _roi_pool_forward(input, rois, spatial_scale, (height, width))
+
+
+@_roi_pool_op.register_fake
+def _(input, rois, spatial_scale, height, width):
+    return input.new_empty((rois.shape[0], input.shape[1], height, width))
+
+
+@torch.library.custom_op("zoo::roi_pool_backward", mutates_args=())
+def _roi_pool_backward_op(
+    grad: Tensor, input: Tensor, rois: Tensor, spatial_scale: float, height: int, width: int
+) -> Tensor:
+    return _roi_pool_forward(input, rois, spatial_scale, (height, width), grad)
+
+
+@_roi_pool_backward_op.register_fake
+def _(grad, input, rois, spatial_scale, height, width):
+    return torch.empty_like(input)
+
+
+def _save_for_backward(ctx, inputs, output) -> None:
+    input, rois, *ctx.arguments = inputs
+    ctx.save_for_backward(input, rois)
+
+
+def _backward(ctx, grad: Tensor):
+    input, rois = ctx.saved_tensors
+    return _roi_pool_backward_op(grad.contiguous(), input, rois, *ctx.arguments), None, None, None, None
+
+
+_roi_pool_op.register_autograd(_backward, setup_context=_save_for_backward)
 
 
 def roi_pool(input: Tensor, boxes: Boxes, output_size: int | Sequence[int], spatial_scale: float = 1.0) -> Tensor:
@@ -84,19 +154,13 @@ def roi_pool(input: Tensor, boxes: Boxes, output_size: int | Sequence[int], spat
 
     ``input``: ``[N, C, H, W]``; ``boxes``: ``Tensor[K, 5]`` of (batch index, x1, y1, x2, y2) or a list of per-image
     ``Tensor[L, 4]``; ``output_size``: int or (height, width); ``spatial_scale`` maps box to feature-map coordinates.
-    Returns ``[K, C, out_h, out_w]``; a bin that falls outside the map is 0.
+    Returns ``[K, C, out_h, out_w]``; a bin that falls outside the map is 0. Runs as the registered operator
+    ``torch.ops.zoo.roi_pool``, so it compiles (fullgraph) and exports.
     """
-    check_input(input)
     output_size = check_output_size(output_size)
+    if is_fx_proxy(input, boxes):
+        return torch.ops.zoo.roi_pool(input, boxes, spatial_scale, *output_size)
+    check_input(input)
     check_spatial_scale(spatial_scale)
     rois = as_rois(boxes, input)
-    if len(rois) == 0:
-        return empty_output(input, output_size)
-    shape = (input.shape[2], input.shape[3])
-    (row0, rows), (col0, cols) = _pool_geometry(rois, spatial_scale, output_size, shape)
-    table, batch = channels_last_table(input), rois[:, 0].long()
-    table = table.masked_fill(table.isnan(), float("-inf"))  # torchvision's `value > max` never picks a NaN
-    largest_bin = torch.stack([rows.amax(dim=1), cols.amax(dim=1)], dim=1)
-    chunks = size_groups(largest_bin, output_size[0] * output_size[1], octaves=2)
-    pieces = [_roi_pool_bins(table, batch[i], (row0[i], rows[i]), (col0[i], cols[i]), shape) for i in chunks]
-    return bins_to_output(in_roi_order(pieces, chunks, len(rois)), len(rois), output_size)
+    return torch.ops.zoo.roi_pool(input, rois, float(spatial_scale), *output_size)
