@@ -120,10 +120,29 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def resolve_input_size(input_size: int | Sequence[int], in_chans: int = 3) -> tuple[int, int, int]:
-    """``224`` → (in_chans, 224, 224); ``(H, W)`` → (in_chans, H, W); ``(C, H, W)`` stays."""
-    size = (input_size,) if isinstance(input_size, int) else tuple(input_size)
-    if not all(isinstance(s, int) and s > 0 for s in size) or len(size) not in (1, 2, 3):
+    """``224`` → (in_chans, 224, 224); ``(H, W)`` → (in_chans, H, W); ``(C, H, W)`` stays.
+
+    Anything else is a ``TypeError`` (not an int or a sequence of ints: ``64.5``, ``"64"``, ``True``) or a
+    ``ValueError`` (a size of zero or less, or another count of numbers), naming what came.
+    """
+    if _is_int(input_size):
+        size = (input_size,)
+    elif isinstance(input_size, Sequence) and not isinstance(input_size, (str, bytes)):
+        size = tuple(input_size)
+    else:
+        raise TypeError(
+            f"input_size must be an int S or a sequence (H, W) or (C, H, W) of ints, got {input_size!r} "
+            f"({type(input_size).__name__})"
+        )
+    if not all(_is_int(s) for s in size):
+        kinds = ", ".join(sorted({type(s).__name__ for s in size if not _is_int(s)}))
+        raise TypeError(f"input_size must hold ints, got {input_size!r} (holding {kinds})")
+    if len(size) not in (1, 2, 3) or not all(s > 0 for s in size):
         raise ValueError(f"input_size must be S, (H, W) or (C, H, W) of positive ints, got {input_size!r}")
     if len(size) == 1:
         return (in_chans, size[0], size[0])
@@ -193,7 +212,10 @@ def count_flops(model: nn.Module | str, input_size: int | Sequence[int] = (3, 22
         model = zoo.create_model(model, **model_kwargs)
     else:
         name = type(model).__name__
-    size = resolve_input_size(input_size, getattr(model, "in_chans", 3))
+    in_chans = getattr(model, "in_chans", None)
+    size = resolve_input_size(input_size, in_chans or 3)
+    if in_chans is not None and size[0] != in_chans:  # before tracing, whose shapes would print as tensors
+        raise ValueError(f"input_size: {name} takes {in_chans} input channels, got {size[0]} in {size}")
     param = next(model.parameters(), None)
     inputs = torch.zeros(1, *size, device=param.device if param is not None else "cpu")
 
