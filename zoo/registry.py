@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -168,7 +168,17 @@ def list_models(pattern: str | Sequence[str] = "*", *, task: str | None = None) 
     optionally only those of one ``task``."""
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    if isinstance(pattern, str):
+        patterns = [pattern]
+    elif isinstance(pattern, Iterable) and not isinstance(pattern, (bytes, Mapping)):
+        patterns = list(pattern)
+        others = sorted({type(p).__name__ for p in patterns if not isinstance(p, str)})
+        if others:
+            raise TypeError(
+                f"pattern must be a str or a list of str, got a {type(pattern).__name__} holding {', '.join(others)}"
+            )
+    else:
+        raise TypeError(f"pattern must be a str or a list of str, got {type(pattern).__name__}")
     return sorted(
         n
         for n in _MODELS

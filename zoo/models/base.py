@@ -8,6 +8,9 @@ get_classifier() / reset_classifier(num_classes, global_pool=None) reach the hea
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -30,8 +33,14 @@ class FeatureInfo(list):
         return [info["module"] for info in self]
 
 
-def check_image_batch(x: object, in_chans: int, model_name: str = "model") -> None:
-    """Raise a ValueError/TypeError unless ``x`` is an (N, in_chans, H, W) floating-point tensor."""
+def check_image_batch(x: object, in_chans: int, model_name: str = "model", dtype: torch.dtype | None = None) -> None:
+    """Raise a ValueError/TypeError unless ``x`` is an (N, in_chans, H, W) floating-point tensor, of ``dtype``
+    (the model's weights) where given.
+
+    The dtype is not checked under ``torch.autocast``, which casts inputs and weights itself. The values are not
+    checked: NaN or infinite pixels give NaN logits without an error (finding them costs a pass over the batch
+    and a device sync on every call); test ``torch.isfinite(x).all()`` where your data may hold them.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{model_name} expects a torch.Tensor of shape (N, {in_chans}, H, W), got {type(x).__name__}")
     if x.ndim != 4:
@@ -46,6 +55,16 @@ def check_image_batch(x: object, in_chans: int, model_name: str = "model") -> No
         )
     if not x.is_floating_point():
         raise TypeError(f"{model_name} expects a floating-point tensor, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != dtype and not _autocast_enabled(x.device):
+        float32_hint = " (x.float())" if dtype == torch.float32 else ""
+        raise TypeError(
+            f"{model_name} has {dtype} weights, got a {x.dtype} input: convert the input with x.to({dtype})"
+            f"{float32_hint}, or the model with model.to({x.dtype})"
+        )
+
+
+def _autocast_enabled(device: torch.device) -> bool:
+    return torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type)
 
 
 def check_classifier_args(num_classes: object, in_chans: object) -> None:
@@ -54,6 +73,15 @@ def check_classifier_args(num_classes: object, in_chans: object) -> None:
         raise ValueError(f"num_classes must be an int >= 0 (0 removes the classifier), got {num_classes!r}")
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+
+
+def _checking_input(forward_features: Callable) -> Callable:
+    @functools.wraps(forward_features)
+    def checked(self: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return forward_features(self, x)
+
+    return checked
 
 
 class ImageClassifier(nn.Module):
@@ -65,6 +93,10 @@ class ImageClassifier(nn.Module):
     ``reference_head`` maps the reference's head modules onto ours (``{"fc": "fc"}``: the reference's
     ``fc.*`` is our ``head.fc.*``), the one rename rule every classifier's head shares.
     ``feature_skip`` names top-level children that are not on the path of ``forward_features``.
+
+    ``forward`` and ``forward_features`` both check their input (:meth:`check_input`): the base wraps each
+    subclass's ``forward_features`` with the check, so that a direct call gets the same clear errors as ``forward``
+    instead of a convolution's.
     """
 
     reference_renames: list[tuple[str, str]] = []
@@ -105,8 +137,15 @@ class ImageClassifier(nn.Module):
         self.head.reset(num_classes, global_pool)
         self.num_classes = num_classes
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward_features" in vars(cls):
+            cls.forward_features = _checking_input(vars(cls)["forward_features"])
+
     def check_input(self, x: torch.Tensor) -> None:
-        check_image_batch(x, self.in_chans, type(self).__name__)
+        """An (N, in_chans, H, W) batch of the weights' dtype and at least ``min_input_size``."""
+        weight_dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), None)
+        check_image_batch(x, self.in_chans, type(self).__name__, weight_dtype)
         min_height, min_width = self.min_input_size
         if x.shape[-2] < min_height or x.shape[-1] < min_width:
             raise ValueError(
@@ -125,5 +164,4 @@ class ImageClassifier(nn.Module):
         return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return self.forward_head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))  # forward_features checks the input

@@ -193,7 +193,13 @@ class FasterRCNN(nn.Module):
         if self.training:
             device, name = images[0].device, type(self).__name__
             targets = check_detection_targets(
-                targets, len(images), self.num_classes, device=device, model_name=name, positive_size=True
+                targets,
+                len(images),
+                self.num_classes,
+                device=device,
+                model_name=name,
+                positive_size=True,
+                background_label=0,
             )
         else:
             targets = None

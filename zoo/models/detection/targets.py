@@ -3,7 +3,10 @@
 A target is torchvision's ``{"boxes": FloatTensor[K, 4], "labels": Int64Tensor[K]}`` per image, K >= 0, boxes
 xyxy in input pixels with x1 <= x2 and y1 <= y2 (``zoo.ops.boxes.check_boxes``) and finite; labels integers
 in [0, num_classes). Detectors that encode box sizes as log(w), log(h) (Faster R-CNN) also need w, h > 0,
-as torchvision checks. Every error names the image, so that a bad sample can be found in its batch.
+as torchvision checks. A detector with a background class (Faster R-CNN's label 0, torchvision's convention:
+objects are 1..num_classes-1) refuses that label in a target, which would otherwise be trained as background;
+one that assigns each box to the grid cell of its centre (YOLOv3) refuses a box with no part inside its image.
+Every error names the image, so that a bad sample can be found in its batch.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ __all__ = ["check_detection_target", "check_detection_targets"]
 
 
 def check_detection_target(
-    target: object, index: int, num_classes: int | None = None, *, positive_size: bool = False
+    target: object,
+    index: int,
+    num_classes: int | None = None,
+    *,
+    positive_size: bool = False,
+    background_label: int | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> dict[str, Tensor]:
     """``target`` with floating-point ``boxes`` and int64 ``labels``; a ValueError naming image ``index`` if
-    it is not a valid target (module docstring). ``positive_size`` also rejects boxes of zero width or height."""
+    it is not a valid target (module docstring). ``positive_size`` also rejects boxes of zero width or height,
+    ``background_label`` the label of the background class, and ``image_size`` ``(H, W)`` a box lying entirely
+    outside the image (one touching it only along its border counts as outside)."""
     if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
         raise ValueError(f"target of image {index}: expected a dict with 'boxes' and 'labels', got {target!r:.80}")
     try:
@@ -36,6 +47,8 @@ def check_detection_target(
         if empty.any():
             box = boxes[int(empty.nonzero()[0])].tolist()
             raise ValueError(f"target of image {index}: boxes must have positive width and height, got {box}")
+    if image_size is not None:
+        _check_inside(boxes, index, image_size)
     labels = target["labels"]
     if not isinstance(labels, Tensor) or labels.shape != boxes.shape[:1]:
         shape = list(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
@@ -46,7 +59,25 @@ def check_detection_target(
         raise ValueError(
             f"target of image {index}: labels must lie in 0..{num_classes - 1}, got {labels.unique().tolist()}"
         )
+    if background_label is not None and (labels == background_label).any():
+        zero_first = background_label == 0 and num_classes is not None
+        allowed = f"1..{num_classes - 1}" if zero_first else f"any label but {background_label}"
+        raise ValueError(
+            f"target of image {index}: label {background_label} is the background class, which no object may have "
+            f"(object labels are {allowed}), got {labels.unique().tolist()}"
+        )
     return {**target, "boxes": boxes, "labels": labels.to(torch.int64)}
+
+
+def _check_inside(boxes: Tensor, index: int, image_size: tuple[int, int]) -> None:
+    height, width = image_size
+    outside = (boxes[:, 0] >= width) | (boxes[:, 1] >= height) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+    if outside.any():
+        box = int(outside.nonzero()[0])
+        raise ValueError(
+            f"target of image {index}: box {box} {boxes[box].tolist()} lies entirely outside the image of "
+            f"{height}×{width} (H×W) pixels; boxes are xyxy in input pixels"
+        )
 
 
 def check_detection_targets(
@@ -57,9 +88,12 @@ def check_detection_targets(
     device: torch.device,
     model_name: str,
     positive_size: bool = False,
+    background_label: int | None = None,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[dict[str, Tensor]]:
-    """A training batch's targets, one per image, each checked by :func:`check_detection_target`, with
-    ``boxes`` and ``labels`` moved to ``device`` (other keys are kept as they are)."""
+    """A training batch's targets, one per image, each checked by :func:`check_detection_target` (with
+    ``image_sizes[i]`` for image i, where given), with ``boxes`` and ``labels`` moved to ``device`` (other keys
+    are kept as they are)."""
     if targets is None:
         raise ValueError(
             f"targets: {model_name} in training mode needs targets, one {{'boxes', 'labels'}} dict per image; got None"
@@ -69,6 +103,13 @@ def check_detection_targets(
         raise ValueError(f"targets: expected a list of {num_images} dicts (one per image), got {got}")
     checked = []
     for index, target in enumerate(targets):  # one vectorised check per image
-        target = check_detection_target(target, index, num_classes, positive_size=positive_size)
+        target = check_detection_target(
+            target,
+            index,
+            num_classes,
+            positive_size=positive_size,
+            background_label=background_label,
+            image_size=None if image_sizes is None else image_sizes[index],
+        )
         checked.append({**target, "boxes": target["boxes"].to(device), "labels": target["labels"].to(device)})
     return checked

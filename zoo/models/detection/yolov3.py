@@ -167,7 +167,12 @@ class YOLOv3(nn.Module):
         if self.training:
             device = batch.tensors.device
             targets = check_detection_targets(
-                targets, len(batch.tensors), self.num_classes, device=device, model_name=name
+                targets,
+                len(batch.tensors),
+                self.num_classes,
+                device=device,
+                model_name=name,
+                image_sizes=batch.image_sizes,
             )
             return self.compute_loss(self.forward_raw(batch.tensors), targets, input_size)
         return self.postprocess(self.forward_raw(batch.tensors), batch.image_sizes, input_size)
