@@ -1,15 +1,19 @@
-"""Runs that get killed, diverge or meet bad checkpoints: exact resume after SIGKILL, determinism, NaN stop."""
+"""Runs that get killed, diverge or meet bad checkpoints: exact resume after SIGKILL, determinism, NaN stop,
+SIGTERM/SIGINT ending with a checkpoint, a resume hint and a failing exit status."""
 
 import csv
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import TINY_RUN, compose_train, run_cli
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from train_helpers import TINY_RUN, cli_command, compose_train, run_cli
 
-from zoo.callbacks import NonFiniteLossError
+from zoo.callbacks import LastCheckpoint, NonFiniteLossError
 from zoo.checkpoint import atomic_save
 from zoo.data.resumable import EpochSampler, ResumableDataLoader
 from zoo.training import train
@@ -152,3 +156,62 @@ def test_checkpoint_of_another_model_gives_a_clear_error(tmp_path):
 def test_missing_ckpt_path_gives_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="checkpoints/last.ckpt"):
         train(compose_train(tmp_path, f"ckpt_path={tmp_path}"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_run_with_last_ckpt_a_resume_hint_and_status_128_plus_signal(tmp_path, signum):
+    """What a job scheduler (SIGTERM) or Ctrl+C (SIGINT) does to `python train.py`: the run stops at the next
+    batch boundary, writes last.ckpt, prints the ckpt_path= that resumes it and exits with 128 + the signal."""
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    args = [
+        *TINY_RUN,
+        "trainer.max_epochs=1000",
+        "callbacks.last_checkpoint.every_n_steps=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    process = subprocess.Popen(
+        cli_command(*args),
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell starts background jobs with SIGINT ignored, which Python (and train.py) then keeps ignoring.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert last.is_file(), "no checkpoint within 300 s"
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert f"stopped by {signum.name}; resume with    ckpt_path={last.resolve()}" in stderr
+    checkpoint = torch.load(last, weights_only=True)
+    assert 1 <= checkpoint["global_step"] < 4000 and not list(last.parent.glob("*.tmp"))
+
+
+def test_last_checkpoint_is_written_when_sigterm_stops_the_run_only():
+    """Lightning raises SIGTERMException between batches (a consistent state); any other exception may come
+    mid-step, and nothing is written before the first step."""
+    saved = []
+
+    class Trainer:
+        fast_dev_run = False
+        global_step = 5
+
+        def save_checkpoint(self, path, weights_only):
+            saved.append((path, weights_only))
+
+    callback = LastCheckpoint("ckpts", every_n_steps=50)
+    callback.on_exception(Trainer(), None, RuntimeError("mid-step"))
+    assert saved == []
+    callback.on_exception(Trainer(), None, SIGTERMException())
+    assert saved == [(Path("ckpts") / "last.ckpt", False)]
+    Trainer.global_step = 0
+    callback.on_exception(Trainer(), None, SIGTERMException())
+    assert len(saved) == 1

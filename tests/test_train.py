@@ -121,6 +121,16 @@ def test_cli_fast_dev_run_prints_summary(tmp_path):
     assert "model          resnet18" in result.stdout and "best val/acc" in result.stdout
 
 
+def test_cli_unwritable_run_directory_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    run_dir = tmp_path / "file" / "run"
+    result = run_cli(f"paths.output_dir={run_dir}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: could not write into the run directory '{run_dir}': "), last_line
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_multirun_over_models(tmp_path):
     result = run_cli(
         "-m", "model=resnet18,seresnet18", "trainer.fast_dev_run=true", *SMALL_DATA,

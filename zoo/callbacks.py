@@ -4,7 +4,9 @@
   every epoch, atomically (through the trainer's checkpoint I/O, :class:`zoo.checkpoint.AtomicCheckpointIO`),
   so a run killed mid-epoch resumes from at most ``every_n_steps`` steps back (``ckpt_path=<run dir>``).
   Together with the resumable loaders (:mod:`zoo.data.resumable`) and the RNG state the task stores in each
-  checkpoint, the resumed run ends with the weights of an uninterrupted one.
+  checkpoint, the resumed run ends with the weights of an uninterrupted one. A run stopped by SIGTERM (or
+  SIGINT, which :func:`zoo.training.train` hands to the same path) writes it once more where it stopped, at
+  the batch boundary where Lightning's loops honour the signal.
 - :class:`StopOnNonFiniteLoss` stops a diverging run at the first NaN/inf loss, before its backward pass,
   with a message naming the step.
 """
@@ -15,12 +17,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 __all__ = ["LastCheckpoint", "NonFiniteLossError", "StopOnNonFiniteLoss"]
 
 
 class LastCheckpoint(pl.Callback):
-    """Save ``dirpath/filename`` every ``every_n_steps`` training steps and at every epoch end."""
+    """Save ``dirpath/filename`` every ``every_n_steps`` training steps, at every epoch end, and when a signal
+    stops the run (after its first step: before it, there is nothing to resume)."""
 
     def __init__(self, dirpath: str | Path, every_n_steps: int = 50, filename: str = "last.ckpt") -> None:
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
@@ -34,6 +38,12 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Lightning raises SIGTERMException between batches, so the state is consistent; any other exception
+        # may have come mid-step, and the last periodic checkpoint is the one to resume from.
+        if isinstance(exception, SIGTERMException) and trainer.global_step > 0:
+            self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
         if not trainer.fast_dev_run:  # "does it run?" writes no checkpoints, as Lightning's ModelCheckpoint

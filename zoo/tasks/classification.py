@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 from torchvision.transforms import v2
 
-from zoo.tasks.base import Task
+from zoo.tasks.base import TRAIN_LOSS, Task
 
 __all__ = ["ClassificationTask"]
 
@@ -41,7 +41,9 @@ def _batch_mixer(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> C
 class ClassificationTask(Task):
     """Train ``model`` with cross-entropy; optimiser, schedule and checkpoint metric as in :class:`Task`."""
 
+    task_name = "classification"
     default_monitor = "val/acc"
+    logged_metrics = ("val/acc", "val/loss", "train/acc", *TRAIN_LOSS)
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.metrics.coco import MeanAveragePrecision
-from zoo.tasks.base import Task
+from zoo.tasks.base import TRAIN_LOSS, Task
 
 __all__ = ["DetectionTask"]
 
@@ -24,7 +24,10 @@ LOGGED_METRICS = ("map", "map_50", "map_75", "mar_100")
 class DetectionTask(Task):
     """Train a detector on ``(images, targets)`` batches; validate with COCO mAP."""
 
+    task_name = "detection"
     default_monitor = "val/map_50"
+    # Each of the model's own losses is logged too (train/<name>), but those depend on the model: no monitor.
+    logged_metrics = (*(f"val/{name}" for name in LOGGED_METRICS), *TRAIN_LOSS)
 
     def __init__(
         self,
@@ -42,9 +45,12 @@ class DetectionTask(Task):
     def forward(self, images: Tensor | list[Tensor]) -> list[dict[str, Tensor]]:
         return self.model(images)
 
+    def model_inputs(self, batch: tuple[Tensor | list[Tensor], list[dict]]) -> tuple:
+        return tuple(batch)
+
     def training_step(self, batch: tuple[Tensor | list[Tensor], list[dict]], batch_idx: int) -> Tensor:
-        images, targets = batch
-        losses = self.model(images, targets)
+        _, targets = batch
+        losses = self.model(*self.model_inputs(batch))
         loss = sum(losses.values())
         batch_size = len(targets)
         for name, value in losses.items():

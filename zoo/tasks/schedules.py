@@ -5,6 +5,9 @@ With warmup W steps, total T steps and base rate η, the multiplier of η at ste
     cosine:  min + (1 − min) · ½ · (1 + cos(π · (t − W) / (T − W)))
     step:    gamma ^ ⌊(t − W) / step_size⌋
     constant: 1
+The cosine decay needs T; a run without a set length (``trainer.max_epochs=-1``, Lightning's "until
+stopped", without ``trainer.max_steps``) passes ``total_steps=None``, which the step and constant
+schedules accept.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class WarmupSchedule:
     """A picklable ``step → multiplier`` function (so LambdaLR can save it in checkpoints)."""
 
     kind: str
-    total_steps: int
+    total_steps: int | None
     warmup_steps: int = 0
     warmup_start: float = 0.01
     min_factor: float = 0.0
@@ -34,7 +37,15 @@ class WarmupSchedule:
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"scheduler kind must be one of {_KINDS}, got {self.kind!r}")
-        if self.total_steps < 1 or not 0 <= self.warmup_steps <= self.total_steps:
+        if self.total_steps is None:
+            if self.kind == "cosine":
+                raise ValueError(
+                    "the cosine schedule decays over the run's length, which trainer.max_epochs=-1 leaves open: "
+                    "choose scheduler=constant or scheduler=step, or set trainer.max_steps"
+                )
+            if self.warmup_steps < 0:
+                raise ValueError(f"need warmup_steps >= 0, got {self.warmup_steps}")
+        elif self.total_steps < 1 or not 0 <= self.warmup_steps <= self.total_steps:
             raise ValueError(
                 f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got total_steps="
                 f"{self.total_steps}, warmup_steps={self.warmup_steps}"
@@ -58,7 +69,7 @@ def warmup_schedule(
     optimizer: torch.optim.Optimizer,
     *,
     kind: str,
-    total_steps: int,
+    total_steps: int | None,
     steps_per_epoch: int,
     warmup_epochs: float = 0.0,
     warmup_start: float = 0.01,
@@ -66,11 +77,13 @@ def warmup_schedule(
     step_epochs: int = 30,
     gamma: float = 0.1,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Build the per-step LambdaLR; epochs in the config are converted to steps here."""
+    """Build the per-step LambdaLR; epochs in the config are converted to steps here (``total_steps=None``:
+    a run of open length, see the module docstring)."""
+    warmup_steps = round(warmup_epochs * steps_per_epoch)
     schedule = WarmupSchedule(
         kind=kind,
         total_steps=total_steps,
-        warmup_steps=min(total_steps, round(warmup_epochs * steps_per_epoch)),
+        warmup_steps=warmup_steps if total_steps is None else min(total_steps, warmup_steps),
         warmup_start=warmup_start,
         min_factor=min_lr_ratio,
         step_size=max(1, step_epochs * steps_per_epoch),

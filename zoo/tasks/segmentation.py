@@ -22,7 +22,7 @@ from zoo.constants import IGNORE_INDEX
 from zoo.data.segmentation import check_mask
 from zoo.metrics.segmentation import SegmentationMetrics
 from zoo.ops.losses import dice_loss
-from zoo.tasks.base import Task
+from zoo.tasks.base import TRAIN_LOSS, Task
 
 __all__ = ["LOSSES", "SegmentationTask"]
 
@@ -32,7 +32,9 @@ LOSSES = ("ce", "dice", "ce+dice")
 class SegmentationTask(Task):
     """Train a segmentation model on ``(images, masks)`` batches; validate with pixel accuracy and mIoU."""
 
+    task_name = "segmentation"
     default_monitor = "val/miou"
+    logged_metrics = ("val/miou", "val/pixel_acc", "val/loss", *TRAIN_LOSS, "train/loss_aux")
 
     def __init__(
         self,
