@@ -65,3 +65,79 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="does not fit mobilenet_v2"):
         model_from_checkpoint("mobilenet_v2", path)
     assert isinstance(model_from_checkpoint("resnet18", path), torch.nn.Module)
+
+
+# --- detectors and segmenters: post-processing inside the graph ---------------------------------------------
+DENSE = zoo.list_models(task="detection") + zoo.list_models(task="segmentation")
+DENSE_HEAVY = {
+    "faster_rcnn_resnet50_fpn",
+    "yolov3",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3plus_resnet50",
+}
+DENSE_ONNX_QUICK = {"yolov3_mobilenet_v2", "centernet_resnet18", "unet_mobilenet_v2"}
+
+
+def _dense_model(name):
+    """Random weights, spread out (randomize_) so that scores differ and a mis-ordered detection cannot hide in a
+    tie; YOLO's prediction biases spread further, or every random score sits under its threshold."""
+    from reference_models import randomize_
+
+    model = randomize_(zoo.create_model(name, num_classes=5)).eval()
+    with torch.no_grad():
+        for key, value in model.named_parameters():
+            if key.endswith("pred.bias"):
+                value.normal_(0, 2, generator=torch.Generator().manual_seed(3))
+    return model
+
+
+def _scene(size=64):
+    from zoo.data.synthetic import render_scenes
+
+    return render_scenes(1, size, 3, generator=torch.Generator().manual_seed(1)).images
+
+
+def _dense_params(chosen):
+    return [n if n in chosen else pytest.param(n, marks=pytest.mark.slow) for n in DENSE]
+
+
+@pytest.mark.parametrize("name", _dense_params(set(DENSE) - DENSE_HEAVY))
+def test_detector_and_segmenter_torch_export_equals_eager(name):
+    model, scene = _dense_model(name), _scene()
+    program = export_program(model, 64)
+    expected = model(scene)
+    if model.spec.task == "detection":
+        assert len(expected[0]["boxes"]) > 0  # the comparison below compares detections, not two empty lists
+    assert max_export_error(model, program, 64, images=scene) <= 1e-4
+
+
+@pytest.mark.skipif(not onnx_available(), reason="onnx/onnxscript not installed (pip install -e .[onnx])")
+@pytest.mark.parametrize("name", _dense_params(DENSE_ONNX_QUICK))
+def test_detector_and_segmenter_onnx_equals_eager(name, tmp_path):
+    pytest.importorskip("onnxruntime")
+    model, scene = _dense_model(name), _scene()
+    path = export_onnx(model, tmp_path / f"{name}.onnx", 64)
+    # Boxes to 1e-4 of the image size (the error is in units of the largest coordinate), same labels, scores.
+    assert max_export_error(model, path, 64, images=scene) <= 1e-4
+
+
+def test_a_different_number_of_detections_is_an_export_error():
+    from zoo.export import _leaf_error
+
+    assert _leaf_error(torch.zeros(3, 4), torch.zeros(2, 4)) == float("inf")
+    assert _leaf_error(torch.tensor([1, 2]), torch.tensor([1, 3])) == float("inf")
+    assert _leaf_error(torch.tensor([10.0, 20.0]), torch.tensor([10.0, 20.001])) < 1e-4
+
+
+def test_detections_are_compared_as_sets_of_the_same_labels():
+    from zoo.export import _detection_error
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    output = [{"boxes": boxes, "scores": torch.tensor([0.5, 0.5]), "labels": torch.tensor([1, 2])}]
+    expected = [boxes, torch.tensor([0.5, 0.5]), torch.tensor([1, 2])]
+    swapped = [boxes.flip(0), torch.tensor([0.5, 0.5]), torch.tensor([2, 1])]  # tied, in another order
+    assert _detection_error(swapped, expected, output) == 0.0
+    relabelled = [boxes.flip(0), torch.tensor([0.5, 0.5]), torch.tensor([1, 2])]  # the labels do not follow
+    assert _detection_error(relabelled, expected, output) > 0.5  # each box now pairs with the other one
+    assert _detection_error([boxes[:1], torch.tensor([0.5]), torch.tensor([1])], expected, output) == float("inf")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["check_all", "check_supported_dtype", "is_fx_proxy", "is_tracing"]
+__all__ = ["check_all", "check_equal", "check_supported_dtype", "is_fx_proxy", "is_tracing"]
 
 
 def is_tracing() -> bool:
@@ -38,6 +38,15 @@ def check_all(ok: Tensor, message: Callable[[], str], summary: str, error: type[
         torch._assert_async(ok.all(), summary)
     elif not bool(ok.all()):
         raise error(message())
+
+
+def check_equal(first: int, second: int, message: Callable[[], str]) -> None:
+    """Require two sizes to be equal: a ``ValueError`` in eager mode, ``torch._check`` (an assumption the graph
+    verifies at run time) while tracing, where the sizes may be symbols of values not known yet."""
+    if is_tracing():
+        torch._check(first == second, message)
+    elif first != second:
+        raise ValueError(message())
 
 
 def check_supported_dtype(tensor: Tensor, name: str) -> None:

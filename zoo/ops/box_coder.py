@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from zoo.ops._graph import check_equal, is_tracing
 from zoo.ops.boxes import check_boxes
 
 __all__ = ["BoxCoder"]
@@ -104,8 +105,8 @@ class BoxCoder:
         boxes = _check_list(boxes, "boxes")
         if not isinstance(rel_codes, Tensor):
             raise TypeError(f"rel_codes: expected a tensor, got {type(rel_codes).__name__}")
-        total = sum(len(b) for b in boxes)
-        if total == 0 or rel_codes.numel() % (4 * total) != 0:
+        total = sum(b.shape[0] for b in boxes)  # shapes, not len(): an exported graph keeps them symbolic
+        if not is_tracing() and (total == 0 or rel_codes.numel() % (4 * total) != 0):
             if total == 0 and rel_codes.numel() == 0:
                 # torchvision returns rel_codes' 2-D shape here; [0, K, 4] keeps the documented shape.
                 per_box = rel_codes.shape[-1] // 4 if rel_codes.dim() else 1
@@ -123,10 +124,11 @@ class BoxCoder:
             shape = list(rel_codes.shape) if isinstance(rel_codes, Tensor) else type(rel_codes).__name__
             raise ValueError(f"rel_codes: expected a tensor [N, 4K], got {shape}")
         boxes = check_boxes(boxes, "boxes", check_order=False)
-        if len(boxes) != len(rel_codes):
-            raise ValueError(
-                f"rel_codes and boxes: expected one row per box, got {len(rel_codes)} rows and {len(boxes)} boxes"
-            )
+        check_equal(
+            boxes.shape[0],
+            rel_codes.shape[0],
+            lambda: f"rel_codes and boxes: expected one row per box, got {len(rel_codes)} rows and {len(boxes)} boxes",
+        )
         if not rel_codes.is_floating_point():
             rel_codes = rel_codes.float()
         ctr_x, ctr_y, widths, heights = (v[:, None] for v in _centre_size(boxes.to(rel_codes.dtype)))

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from zoo.ops._graph import check_all, check_supported_dtype, is_fx_proxy
+from zoo.ops._graph import check_all, check_supported_dtype, is_fx_proxy, is_tracing
 from zoo.ops.boxes import _inter_union, _upcast, box_iou, check_boxes
 
 __all__ = ["SOFT_NMS_METHODS", "nms", "batched_nms", "nms_matrix", "soft_nms"]
@@ -370,7 +370,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     """
     if is_fx_proxy(boxes, scores, idxs):
         return torch.ops.zoo.batched_nms(boxes, scores, idxs, iou_threshold)
-    if isinstance(boxes, Tensor) and boxes.numel() == 0:
+    if isinstance(boxes, Tensor) and not is_tracing() and boxes.numel() == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     boxes, iou_threshold = _check_inputs(boxes, scores, iou_threshold)
     _check_scores(idxs, boxes.shape[0], "idxs")

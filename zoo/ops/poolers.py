@@ -125,7 +125,7 @@ def _multiscale_roi_align(
     # Levels from the boxes as given (their own dtype), as torchvision's LevelMapper does.
     image_boxes = boxes[:, 1:] if isinstance(boxes, Tensor) else boxes
     levels = map_levels(image_boxes, -exponents[0], -exponents[-1], canonical_scale, canonical_level)
-    result = features[0].new_zeros((len(rois), features[0].shape[1], *output_size))
+    result = features[0].new_zeros((rois.shape[0], features[0].shape[1], *output_size))  # shape: traceable
     # One roi_align per pyramid level (a handful), each over all of that level's RoIs at once (none is fine).
     for level, (feature, exponent) in enumerate(zip(features, exponents, strict=True)):
         index = torch.nonzero(levels == level).squeeze(1)

@@ -100,7 +100,7 @@ def test_select_detections_matches_torchvision_batched_nms():
     scores = torch.rand(len(image), generator=generator)
     labels = torch.randint(0, 4, (len(image),), generator=generator)
     candidates = Candidates(image, torch.arange(len(image)), labels, scores)
-    detections = select_detections(boxes, candidates, 3, nms_thresh=0.3, detections_per_img=25)
+    detections = select_detections(boxes, candidates, 3, 4, nms_thresh=0.3, detections_per_img=25)
     for index, found in enumerate(detections):
         mine = image == index
         keep = torchvision.ops.batched_nms(boxes[mine], scores[mine], labels[mine], 0.3)[:25]
@@ -132,7 +132,7 @@ def test_selection_is_torchvision_retinanet_postprocessing():
     candidates = top_candidates(logits.sigmoid(), 20, 0.4, level_sizes)
     boxes = coder.decode_single(offsets[candidates.image, candidates.prediction], anchors[candidates.prediction])
     boxes = torchvision.ops.clip_boxes_to_image(boxes, image_size)
-    detections = select_detections(boxes, candidates, 2, nms_thresh=0.5, detections_per_img=15)
+    detections = select_detections(boxes, candidates, 2, num_classes, nms_thresh=0.5, detections_per_img=15)
     for found, theirs in zip(detections, expected, strict=True):
         assert len(theirs["boxes"]) == 15
         for key in ("boxes", "scores", "labels"):

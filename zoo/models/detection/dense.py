@@ -75,24 +75,28 @@ def top_candidates(
 
 
 def per_image(boxes: Tensor, candidates: Candidates, num_images: int) -> list[dict[str, Tensor]]:
-    """``[{"boxes", "scores", "labels"}]`` per image, from candidates grouped by image and their ``boxes``."""
-    counts = torch.bincount(candidates.image, minlength=num_images).tolist()
-    split = zip(boxes.split(counts), candidates.scores.split(counts), candidates.labels.split(counts), strict=True)
-    return [{"boxes": b, "scores": s, "labels": c} for b, s, c in split]
+    """``[{"boxes", "scores", "labels"}]`` per image, from candidates (in any order) and their ``boxes``.
+
+    One mask per image rather than a split by counts: the counts are values, which an exported graph cannot
+    turn into Python ints."""
+    detections = []
+    for index in range(num_images):
+        mine = candidates.image == index
+        detections.append({"boxes": boxes[mine], "scores": candidates.scores[mine], "labels": candidates.labels[mine]})
+    return detections
 
 
 def select_detections(
-    boxes: Tensor, candidates: Candidates, num_images: int, nms_thresh: float, detections_per_img: int
+    boxes: Tensor,
+    candidates: Candidates,
+    num_images: int,
+    num_classes: int,
+    nms_thresh: float,
+    detections_per_img: int,
 ) -> list[dict[str, Tensor]]:
     """Class-wise NMS within each image, then its ``detections_per_img`` best (module docstring); ``boxes``
     ``[M, 4]`` xyxy are the candidates'."""
-    num_classes = int(candidates.labels.max()) + 1 if len(candidates.labels) else 1
+    # Kept by decreasing score, so each image's first ``detections_per_img`` are its best.
     kept = batched_nms(boxes, candidates.scores, candidates.image * num_classes + candidates.labels, nms_thresh)
-    # Group by image, best first (a stable sort by image keeps the score order), and cut each group.
-    image = candidates.image
-    kept = kept[candidates.scores[kept].argsort(descending=True, stable=True)]
-    kept = kept[image[kept].argsort(stable=True)]
-    counts = torch.bincount(image[kept], minlength=num_images)
-    rank = torch.arange(len(kept), device=kept.device) - (counts.cumsum(0) - counts)[image[kept]]
-    kept = kept[rank < detections_per_img]
-    return per_image(boxes[kept], Candidates(*(field[kept] for field in candidates)), num_images)
+    detections = per_image(boxes[kept], Candidates(*(field[kept] for field in candidates)), num_images)
+    return [{key: value[:detections_per_img] for key, value in found.items()} for found in detections]

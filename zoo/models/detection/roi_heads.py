@@ -186,14 +186,14 @@ class RoIHeads(nn.Module):
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """Per image, the kept boxes ``[D, 4]``, scores ``[D]`` and labels ``[D]`` (module docstring)."""
         num_classes = class_logits.shape[-1]
-        counts = [len(p) for p in proposals]
+        counts = [p.shape[0] for p in proposals]  # shapes, not len(): an exported graph keeps them symbolic
         all_boxes = self.box_coder.decode(box_regression, list(proposals)).split(counts)
         all_scores = F.softmax(class_logits, dim=-1).split(counts)
         results: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
         # A loop over the images: each keeps a different number of detections.
         for boxes, scores, shape in zip(all_boxes, all_scores, image_shapes, strict=True):
             boxes = clip_boxes_to_image(boxes, shape)[:, 1:].reshape(-1, 4)
-            labels = torch.arange(1, num_classes, device=scores.device).repeat(len(scores))
+            labels = torch.arange(1, num_classes, device=scores.device).repeat(scores.shape[0])
             scores = scores[:, 1:].reshape(-1)
             keep = (scores > self.score_thresh).nonzero().squeeze(1)
             keep = keep[remove_small_boxes(boxes[keep], 1e-2)]

@@ -203,7 +203,9 @@ class YOLOv3(nn.Module):
         limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
         candidate_boxes = boxes[candidates.image, candidates.prediction].clamp(min=0)
         candidate_boxes = torch.minimum(candidate_boxes, limits[candidates.image])
-        return select_detections(candidate_boxes, candidates, len(boxes), self.nms_thresh, self.detections_per_img)
+        return select_detections(
+            candidate_boxes, candidates, len(boxes), self.num_classes, self.nms_thresh, self.detections_per_img
+        )
 
     def compute_loss(
         self, raw_outputs: Sequence[Tensor], targets: Sequence[dict[str, Tensor]], input_size: tuple[int, int]
