@@ -141,3 +141,42 @@ def test_detections_are_compared_as_sets_of_the_same_labels():
     relabelled = [boxes.flip(0), torch.tensor([0.5, 0.5]), torch.tensor([1, 2])]  # the labels do not follow
     assert _detection_error(relabelled, expected, output) > 0.5  # each box now pairs with the other one
     assert _detection_error([boxes[:1], torch.tensor([0.5]), torch.tensor([1])], expected, output) == float("inf")
+
+
+def test_export_script_on_a_detector_checkpoint_into_a_new_folder(tmp_path):
+    """A YOLO run's checkpoint: the class count is read from the weights, the output folder is created, and the
+    exported program gives the eager detections."""
+    model = zoo.create_model("yolov3_mobilenet_v2", num_classes=3)
+    checkpoint = tmp_path / "best.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    out = tmp_path / "not" / "yet" / "there" / "yolo"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export.py"), "yolov3_mobilenet_v2", str(checkpoint),
+         "--image-size", "64", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    program = torch.export.load(str(out.with_suffix(".pt2")))
+    assert max_export_error(model.eval(), program, 64, images=_scene()) <= 1e-4
+
+
+def test_export_script_bad_arguments_are_one_error_line(tmp_path):
+    model = zoo.create_model("resnet18", num_classes=4)
+    checkpoint = tmp_path / "best.ckpt"
+    torch.save(model.state_dict(), checkpoint)
+    for args in (["resnet18", str(tmp_path / "missing.ckpt")], ["resnet50", str(checkpoint)]):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "export.py"), *args, "--image-size", "32"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_infer_num_classes_reads_every_kind_of_head():
+    from zoo.export import infer_num_classes
+
+    for name, classes in (("resnet18", 7), ("yolov3_mobilenet_v2", 3), ("centernet_resnet18", 4), ("unet", 5)):
+        with torch.device("meta"):
+            state = zoo.create_model(name, num_classes=classes).state_dict()
+        assert infer_num_classes(name, state) == classes, name

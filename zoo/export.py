@@ -20,6 +20,7 @@ from torch import nn
 __all__ = [
     "export_onnx",
     "export_program",
+    "infer_num_classes",
     "max_export_error",
     "model_from_checkpoint",
     "onnx_available",
@@ -169,24 +170,49 @@ def max_export_error(
     return max((_leaf_error(g, e) for g, e in zip(got, expected, strict=True)), default=0.0)
 
 
-def model_from_checkpoint(name: str, checkpoint_path: str | Path) -> nn.Module:
-    """Build registry model ``name`` and load a train.py checkpoint (or a plain state_dict file) into it.
-
-    ``num_classes`` and ``in_chans`` are read from the weights: the first conv's input channels and the
-    last linear layer's outputs."""
+def _state_of(checkpoint_path: str | Path) -> dict[str, torch.Tensor]:
     from zoo.checkpoint import load_checkpoint
-    from zoo.registry import create_model
 
     checkpoint = load_checkpoint(checkpoint_path)
     state = checkpoint.get("state_dict", checkpoint)
     if any(key.startswith("model.") for key in state):  # a Lightning checkpoint of a zoo task
         state = {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
-    tensors = [value for value in state.values() if isinstance(value, torch.Tensor)]
-    convs = [value for value in tensors if value.dim() == 4]
-    linears = [value for value in tensors if value.dim() == 2]
-    if not convs or not linears:
-        raise ValueError(f"checkpoint {str(checkpoint_path)!r} holds no conv and linear weights of a classifier")
-    model = create_model(name, num_classes=linears[-1].shape[0], in_chans=convs[0].shape[1])
+    return {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+
+def infer_num_classes(name: str, state: dict[str, torch.Tensor]) -> int:
+    """The class count ``state`` was trained with: the model is built (shapes only) at 1 and 2 classes, and a
+    weight whose shape changes with it (the classifier, YOLO's ``A·(5 + C)`` predictions, CenterNet's heat map)
+    is solved for C, its size being affine in C."""
+    from zoo.registry import create_model
+
+    with torch.device("meta"):
+        one, two = (create_model(name, num_classes=n).state_dict() for n in (1, 2))
+    for key, shape in ((k, v.shape) for k, v in one.items()):
+        if key in state and shape != two[key].shape:
+            dim = next(d for d in range(len(shape)) if shape[d] != two[key].shape[d])
+            per_class = two[key].shape[dim] - shape[dim]
+            classes, rest = divmod(state[key].shape[dim] - shape[dim], per_class)
+            if rest == 0 and classes >= 0:
+                return classes + 1
+    raise ValueError(f"the weights hold no layer of {name} whose size gives the number of classes")
+
+
+def model_from_checkpoint(name: str, checkpoint_path: str | Path) -> nn.Module:
+    """Build registry model ``name`` and load a train.py checkpoint (or a plain state_dict file) into it.
+
+    ``num_classes`` is read from the weights (:func:`infer_num_classes`), and for classifiers ``in_chans`` from
+    the first conv's input channels."""
+    from zoo.registry import create_model, model_spec
+
+    state = _state_of(checkpoint_path)
+    kwargs = {"num_classes": infer_num_classes(name, state)}
+    if model_spec(name).task == "classification":
+        convs = [value for value in state.values() if value.dim() == 4]
+        if not convs:
+            raise ValueError(f"checkpoint {str(checkpoint_path)!r} holds no conv weights of a classifier")
+        kwargs["in_chans"] = convs[0].shape[1]
+    model = create_model(name, **kwargs)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
