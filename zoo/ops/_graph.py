@@ -45,7 +45,7 @@ def check_equal(first: int, second: int, message: Callable[[], str]) -> None:
     """Require two sizes to be equal: a ``ValueError`` in eager mode, ``torch._check`` (an assumption the graph
     verifies at run time) while tracing, where the sizes may be symbols of values not known yet."""
     if is_tracing():
-        torch._check(first == second, message)
+        torch._check(first == second)  # the message may read tensors, which a graph assertion cannot
     elif first != second:
         raise ValueError(message())
 
