@@ -153,3 +153,48 @@ def test_bad_arguments_are_value_or_type_errors_where_torchvision_raises_asserti
         tv.nms(boxes, scores[:3], 0.5)
     with pytest.raises(ValueError, match="one per box"):
         ops.nms(boxes, scores[:3], 0.5)
+
+
+# --- silent answers torchvision gives, refused here (issue 15's probe) -------------------------------------
+def test_ious_of_infinite_boxes_are_refused_where_torchvision_gives_zero_and_nan():
+    infinite = torch.tensor([[0.0, 0.0, float("inf"), 10.0]])
+    finite = torch.tensor([[0.0, 0.0, 5.0, 5.0]])
+    assert tv.box_iou(infinite, finite).item() == 0.0 and tv.generalized_box_iou(infinite, infinite).isnan().all()
+    for name in ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou"):
+        with pytest.raises(ValueError, match="finite coordinates; box 0"):
+            getattr(ops, name)(infinite, finite)
+    with pytest.raises(ValueError, match="finite"):
+        ops.generalized_box_iou_loss(infinite, finite)
+
+
+@pytest.mark.parametrize("fmt", ["xywh", "cxcywh"])
+def test_box_convert_refuses_a_negative_size(fmt):
+    boxes = torch.tensor([[10.0, 10.0, 4.0, 4.0], [10.0, 10.0, -4.0, 4.0]])
+    with pytest.raises(ValueError, match="box 1 is"):
+        ops.box_convert(boxes, fmt, "xyxy")
+    torch.testing.assert_close(ops.box_convert(boxes[:1], fmt, "xyxy"), tv.box_convert(boxes[:1], fmt, "xyxy"))
+
+
+def test_clip_boxes_refuses_a_negative_image_size():
+    boxes = torch.tensor([[-5.0, 2.0, 30.0, 40.0]])
+    with pytest.raises(ValueError, match="size"):
+        ops.clip_boxes_to_image(boxes, (-1, 20))
+    torch.testing.assert_close(ops.clip_boxes_to_image(boxes, (25, 20)), tv.clip_boxes_to_image(boxes, (25, 20)))
+
+
+def test_box_coder_refuses_a_zero_size_proposal_where_torchvision_gives_inf_codes():
+    from torchvision.models.detection._utils import BoxCoder as ReferenceBoxCoder
+
+    targets = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 9.0, 12.0]])
+    proposals = torch.tensor([[1.0, 1.0, 11.0, 9.0], [4.0, 4.0, 4.0, 10.0]])  # the second is 0 wide
+    assert not ReferenceBoxCoder((1.0, 1.0, 1.0, 1.0)).encode_single(targets, proposals).isfinite().all()
+    with pytest.raises(ValueError, match="proposals: expected boxes of positive width and height; box 1"):
+        ops.BoxCoder((1.0, 1.0, 1.0, 1.0)).encode_single(targets, proposals)
+
+
+def test_sigmoid_focal_loss_refuses_targets_outside_zero_one():
+    logits = torch.randn(4, 3)
+    targets = torch.tensor([[0.0, 1.0, 2.0]] * 4)
+    assert (tv.sigmoid_focal_loss(logits, targets, reduction="none") < 0).any()  # torchvision: a negative loss
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ops.sigmoid_focal_loss(logits, targets)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from zoo.ops._graph import check_equal, is_tracing
-from zoo.ops.boxes import check_boxes
+from zoo.ops.boxes import _check_rows, check_boxes
 
 __all__ = ["BoxCoder"]
 
@@ -89,6 +89,9 @@ class BoxCoder:
                 f"reference_boxes and proposals: expected the same number of boxes, "
                 f"got {len(reference_boxes)} and {len(proposals)}"
             )
+        # The offsets divide by the proposal's size. (A zero-size reference box gives -inf size codes, as in
+        # torchvision: detectors encode placeholder boxes for images without objects and never use their codes.)
+        _check_rows(proposals[:, 2:] > proposals[:, :2], proposals, "proposals", "boxes of positive width and height")
         weights = torch.as_tensor(self.weights, dtype=reference_boxes.dtype, device=reference_boxes.device)
         target_x, target_y, target_w, target_h = _centre_size(reference_boxes)
         anchor_x, anchor_y, anchor_w, anchor_h = _centre_size(proposals)

@@ -71,12 +71,25 @@ def check_boxes(boxes: Tensor, name: str = "boxes", *, check_order: bool = True)
     return boxes
 
 
+def _check_rows(ok: Tensor, boxes: Tensor, name: str, expected: str) -> None:
+    """Every row of ``ok [N, k]`` true, or a ValueError naming the first box that is not."""
+    ok = ok.all(dim=1)
+
+    def message() -> str:
+        index = int((~ok).nonzero()[0])
+        return f"{name}: expected {expected}; box {index} is {boxes[index].tolist()}"
+
+    check_all(ok, message, f"{name}: expected {expected}")
+
+
 def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
     """Convert ``[N, 4]`` boxes between ``"xyxy"``, ``"xywh"`` (corner + size) and ``"cxcywh"`` (centre + size)."""
     for fmt, role in ((in_fmt, "in_fmt"), (out_fmt, "out_fmt")):
         if fmt not in BOX_FORMATS:
             raise ValueError(f"{role}: expected one of {BOX_FORMATS}, got {fmt!r}")
     boxes = check_boxes(boxes, check_order=False)
+    if in_fmt != "xyxy":
+        _check_rows(boxes[:, 2:] >= 0, boxes, "boxes", f"{in_fmt} boxes with width >= 0 and height >= 0")
     if in_fmt == out_fmt:
         return boxes.clone()
     a, b, c, d = boxes.unbind(-1)
@@ -167,9 +180,15 @@ def _iou_family(boxes1: Tensor, boxes2: Tensor, kind: str, eps: float, area_eps:
     return diou - alpha * v
 
 
+def _check_finite(boxes: Tensor, name: str) -> Tensor:
+    """IoUs of infinite boxes are inf / inf: 0 or NaN without a word in torchvision. Refused here."""
+    _check_rows(torch.isfinite(boxes), boxes, name, "finite coordinates")
+    return boxes
+
+
 def _pairwise(boxes1: Tensor, boxes2: Tensor, kind: str, eps: float = 0.0) -> Tensor:
-    boxes1 = _upcast(check_boxes(boxes1, "boxes1"))
-    boxes2 = _upcast(check_boxes(boxes2, "boxes2"))
+    boxes1 = _check_finite(_upcast(check_boxes(boxes1, "boxes1")), "boxes1")
+    boxes2 = _check_finite(_upcast(check_boxes(boxes2, "boxes2")), "boxes2")
     return _iou_family(boxes1[:, None], boxes2[None, :], kind, eps, area_eps=0.0)
 
 
@@ -198,7 +217,7 @@ def _check_paired(boxes: Tensor, name: str) -> Tensor:
         raise TypeError(f"{name}: expected a torch.Tensor of shape [N, 4] or [4], got {type(boxes).__name__}")
     if boxes.dim() not in (1, 2) or boxes.shape[-1] != 4:
         raise ValueError(f"{name}: expected shape [N, 4] or [4], got {list(boxes.shape)}")
-    return _upcast(check_boxes(boxes.reshape(-1, 4), name)).reshape(boxes.shape)
+    return _check_finite(_upcast(check_boxes(boxes.reshape(-1, 4), name)), name).reshape(boxes.shape)
 
 
 def paired_box_iou(boxes1: Tensor, boxes2: Tensor, kind: str = "iou", eps: float = 1e-7) -> Tensor:
@@ -225,9 +244,11 @@ def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     if not isinstance(boxes, Tensor) or boxes.shape[-1:] != (4,):
         shape = list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
         raise ValueError(f"boxes: expected a tensor of shape [..., 4], got {shape}")
-    if len(size) != 2:
+    if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
         raise ValueError(f"size: expected (height, width), got {size!r}")
     height, width = size
+    if not height >= 0 or not width >= 0:  # also NaN
+        raise ValueError(f"size: expected (height, width) >= 0, got {tuple(size)}")
     x = boxes[..., 0::2].clamp(min=0, max=width)
     y = boxes[..., 1::2].clamp(min=0, max=height)
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)

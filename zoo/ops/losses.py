@@ -125,6 +125,8 @@ def sigmoid_focal_loss(
     _check_reduction(reduction)
     _check_pair(inputs, targets, ("inputs", "targets"))
     targets = targets.to(inputs.dtype)
+    message = "targets: expected values in [0, 1] (outside, the loss turns negative)"
+    check_all((targets >= 0) & (targets <= 1), lambda: message, message)
     prob = torch.sigmoid(inputs)
     cross_entropy = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
     prob_true = prob * targets + (1 - prob) * (1 - targets)
