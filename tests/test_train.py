@@ -121,6 +121,7 @@ def test_cli_fast_dev_run_prints_summary(tmp_path):
     assert "model          resnet18" in result.stdout and "best val/acc" in result.stdout
 
 
+@pytest.mark.slow  # a whole train.py process (30 s); the check itself is tested in-process in test_train_bad_input.py
 def test_cli_unwritable_run_directory_is_one_line(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     run_dir = tmp_path / "file" / "run"

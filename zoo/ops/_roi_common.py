@@ -39,6 +39,7 @@ __all__ = [
     "gradient_bins",
     "is_int",
     "outer",
+    "register_backward",
     "max_bags",
     "sum_bags",
     "table_to_input",
@@ -231,6 +232,21 @@ def table_to_input(grad_table: Tensor, input: Tensor) -> Tensor:
     """The gradient of :func:`channels_last_table` ``[N H W, C]`` back in ``input``'s ``[N, C, H, W]`` layout."""
     n, c, h, w = input.shape
     return grad_table.view(n, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+def register_backward(op, backward_op) -> None:
+    """Autograd for a registered RoI op ``op(input, rois, *arguments)``: the input's gradient is
+    ``backward_op(grad, input, rois, *arguments)``; the boxes and the arguments get none, as in torchvision."""
+
+    def setup_context(ctx, inputs, output) -> None:
+        input, rois, *ctx.arguments = inputs
+        ctx.save_for_backward(input, rois)
+
+    def backward(ctx, grad: Tensor):
+        input, rois = ctx.saved_tensors
+        return backward_op(grad.contiguous(), input, rois, *ctx.arguments), None, *(None for _ in ctx.arguments)
+
+    op.register_autograd(backward, setup_context=setup_context)
 
 
 def empty_output(input: Tensor, output_size: tuple[int, int]) -> Tensor:

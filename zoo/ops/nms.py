@@ -294,12 +294,17 @@ def _torchvision_sorts_per_class(boxes: Tensor) -> bool:
 
 # The registered operators: what torch.compile, torch.export and torch.fx record as one node each (as they record
 # torchvision's C++ ops). Their bodies are the eager code above, run on the values, so the value checks run there.
-@torch.library.custom_op("zoo::nms", mutates_args=())
-def _nms_op(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def _keep(boxes: Tensor, scores: Tensor, iou_threshold: float, greedy: Callable[..., Tensor]) -> Tensor:
+    """The value checks, then ``greedy`` NMS over the boxes by decreasing score: the kept indices."""
     boxes = _upcast(check_boxes(boxes))
     _check_no_nan(scores)
     order = _visiting_order(scores)
-    return order[_greedy(boxes[order], _threshold_below(iou_threshold, boxes.dtype), None)]
+    return order[greedy(boxes[order], _threshold_below(iou_threshold, boxes.dtype), None)]
+
+
+@torch.library.custom_op("zoo::nms", mutates_args=())
+def _nms_op(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    return _keep(boxes, scores, iou_threshold, _greedy)
 
 
 @torch.library.custom_op("zoo::batched_nms", mutates_args=())
@@ -317,10 +322,7 @@ def _batched_nms_op(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: 
 
 @torch.library.custom_op("zoo::nms_matrix", mutates_args=())
 def _nms_matrix_op(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    boxes = _upcast(check_boxes(boxes))
-    _check_no_nan(scores)
-    order = _visiting_order(scores)
-    return order[_greedy_dense(boxes[order], _threshold_below(iou_threshold, boxes.dtype), None)]
+    return _keep(boxes, scores, iou_threshold, _greedy_dense)
 
 
 @_nms_op.register_fake

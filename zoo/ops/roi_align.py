@@ -36,6 +36,7 @@ from zoo.ops._roi_common import (
     in_roi_order,
     is_int,
     outer,
+    register_backward,
     size_groups,
     sum_bags,
     table_to_input,
@@ -166,18 +167,7 @@ def _(grad, input, rois, spatial_scale, height, width, sampling_ratio, aligned):
     return torch.empty_like(input)
 
 
-def _save_for_backward(ctx, inputs, output) -> None:
-    input, rois, *ctx.arguments = inputs
-    ctx.save_for_backward(input, rois)
-
-
-def _backward(ctx, grad: Tensor):
-    input, rois = ctx.saved_tensors
-    grad_input = _roi_align_backward_op(grad.contiguous(), input, rois, *ctx.arguments)
-    return grad_input, None, None, None, None, None, None
-
-
-_roi_align_op.register_autograd(_backward, setup_context=_save_for_backward)
+register_backward(_roi_align_op, _roi_align_backward_op)
 
 
 def roi_align(

@@ -31,6 +31,7 @@ from zoo.ops._roi_common import (
     in_roi_order,
     max_bags,
     outer,
+    register_backward,
     size_groups,
     table_to_input,
 )
@@ -136,17 +137,7 @@ def _(grad, input, rois, spatial_scale, height, width):
     return torch.empty_like(input)
 
 
-def _save_for_backward(ctx, inputs, output) -> None:
-    input, rois, *ctx.arguments = inputs
-    ctx.save_for_backward(input, rois)
-
-
-def _backward(ctx, grad: Tensor):
-    input, rois = ctx.saved_tensors
-    return _roi_pool_backward_op(grad.contiguous(), input, rois, *ctx.arguments), None, None, None, None
-
-
-_roi_pool_op.register_autograd(_backward, setup_context=_save_for_backward)
+register_backward(_roi_pool_op, _roi_pool_backward_op)
 
 
 def roi_pool(input: Tensor, boxes: Boxes, output_size: int | Sequence[int], spatial_scale: float = 1.0) -> Tensor:
