@@ -1,6 +1,5 @@
 """torch.export and ONNX of every registered model equal the eager model (detectors: the same detections)."""
 
-
 import pytest
 import torch
 from train_helpers import ROOT
