@@ -130,3 +130,21 @@ def test_yolov3_checks_its_targets_against_each_images_size():
     in_padding = {"boxes": torch.tensor([[0.0, 40.0, 10.0, 50.0]]), "labels": torch.tensor([1])}
     with pytest.raises(ValueError, match=r"target of image 1: box 0 .* outside the image of 32×64 \(H×W\)"):
         model(images, [inside, in_padding])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yolov3_mobilenet_v2",
+        "centernet_resnet18",
+        "faster_rcnn_mobilenet_v3_large_fpn",
+        "unet",
+        "deeplabv3_mobilenet_v3_large",
+    ],
+)
+def test_detectors_and_segmenters_name_the_dtype_they_expect(name):
+    model = zoo.create_model(name, num_classes=3).eval()
+    with pytest.raises(TypeError, match=r"float32 weights, got a torch.float64 input"):
+        model(torch.rand(1, 3, 64, 64, dtype=torch.float64))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 64))  # float32 passes

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -57,6 +58,7 @@ def batch_images(
     pad: bool = True,
     in_channels: int | None = None,
     model_name: str = "the detector",
+    dtype: torch.dtype | None = None,
 ) -> ImageList:
     """One zero-padded batch of ``images`` (a batch ``[N, C, H, W]``, returned as it is when no padding is
     needed, or a list of ``[C, H, W]``) and their sizes (module docstring).
@@ -67,17 +69,18 @@ def batch_images(
         in_channels: if given, every image must have this many channels and be floating point; otherwise a
             list is padded to the most channels of its images, as torchvision does.
         model_name: names the detector in the errors.
+        dtype: if given (the detector's weights), the images must have it (a TypeError saying how to convert).
     """
     if isinstance(images, Tensor) and images.dim() == 4:
         if in_channels is not None:
-            check_image_batch(images, in_channels, model_name)
+            check_image_batch(images, in_channels, model_name, dtype)
         height, width = int(images.shape[-2]), int(images.shape[-1])
         image_sizes = [(height, width)] * len(images)
     else:
         images = as_image_list(images)
         if in_channels is not None:  # image by image, so that none is silently padded with zero channels
             for image in images:
-                check_image_batch(image.unsqueeze(0), in_channels, model_name)
+                check_image_batch(image.unsqueeze(0), in_channels, model_name, dtype)
         image_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         height, width = (max(size[axis] for size in image_sizes) for axis in (0, 1))
     padded = (_padded_size(height, size_divisible), _padded_size(width, size_divisible))

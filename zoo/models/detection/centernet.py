@@ -241,7 +241,11 @@ class CenterNet(nn.Module):
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Training: the loss dict (needs ``targets``); evaluation: one detection dict per image."""
         name = type(self).__name__
-        images = batch_images(images, self.size_divisor, pad=False, in_channels=self.in_chans, model_name=name).tensors
+        dtype = next(self.parameters()).dtype
+        images = batch_images(
+            images, self.size_divisor, pad=False, in_channels=self.in_chans, model_name=name, dtype=dtype
+        )
+        images = images.tensors
         if self.training:
             targets = check_detection_targets(
                 targets, len(images), self.num_classes, device=images.device, model_name=name

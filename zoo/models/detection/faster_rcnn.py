@@ -38,6 +38,7 @@ from torch import Tensor, nn
 import zoo.models.mobilenet  # noqa: F401  (registers the MobileNet backbones)
 import zoo.models.resnet  # noqa: F401  (registers the ResNet backbones)
 from zoo.layers.frozen_batch_norm import FrozenBatchNorm2d
+from zoo.models.base import check_image_batch
 from zoo.ops.anchors import AnchorGenerator
 from zoo.ops.poolers import MultiScaleRoIAlign
 from zoo.registry import register_model
@@ -190,6 +191,8 @@ class FasterRCNN(nn.Module):
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Training: the loss dict; evaluation: the detections of every image (module docstring)."""
         images = as_image_list(images)
+        for image in images:  # the channels are checked against the normalisation by the transform
+            check_image_batch(image.unsqueeze(0), image.shape[0], type(self).__name__, next(self.parameters()).dtype)
         if self.training:
             device, name = images[0].device, type(self).__name__
             targets = check_detection_targets(

@@ -162,7 +162,9 @@ class YOLOv3(nn.Module):
         self, images: Tensor | Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         name = type(self).__name__
-        batch = batch_images(images, STRIDES[-1], pad=False, in_channels=3, model_name=name)
+        batch = batch_images(
+            images, STRIDES[-1], pad=False, in_channels=3, model_name=name, dtype=next(self.parameters()).dtype
+        )
         input_size = (batch.tensors.shape[-2], batch.tensors.shape[-1])
         if self.training:
             device = batch.tensors.device

@@ -215,7 +215,7 @@ class DeepLabV3(nn.Module):
         return self.classifier(features[self.out_layer])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_image_batch(x, self.in_chans, type(self).__name__)
+        check_image_batch(x, self.in_chans, type(self).__name__, next(self.parameters()).dtype)
         _, features = _tapped_forward(self.backbone, x, self._taps)
         result = {"out": _upsample(self._logits(features), x.shape[-2:])}
         if self.aux_classifier is not None:

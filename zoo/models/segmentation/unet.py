@@ -79,7 +79,7 @@ class UNet(nn.Module):
         self.outc = OutConv(w0, num_classes)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_image_batch(x, self.in_chans, type(self).__name__)
+        check_image_batch(x, self.in_chans, type(self).__name__, next(self.parameters()).dtype)
         if x.shape[-2] < self.min_input_size[0] or x.shape[-1] < self.min_input_size[1]:
             raise ValueError(
                 f"UNet pools four times by 2, so it needs at least 16×16 pixels, got {x.shape[-2]}×{x.shape[-1]}"
@@ -171,7 +171,7 @@ class BackboneUNet(nn.Module):
         return cls(encoder, num_classes, decoder_channels, bilinear)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_image_batch(x, self.in_chans, type(self).__name__)
+        check_image_batch(x, self.in_chans, type(self).__name__, next(self.parameters()).dtype)
         features = self.encoder(x)
         y = features[-1]
         # A loop over the handful of decoder stages; each may or may not take a skip.
