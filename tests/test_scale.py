@@ -127,6 +127,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process_with_the_global_batch(tmp_
     assert _max_difference({k: v for k, v in one.items()}, {f"model.{k}": v for k, v in untrained.items()}) > 1e-3
 
 
+@pytest.mark.slow  # a Hydra multirun of five models (35 s); test_train.py's multirun test keeps the mechanism
 def test_model_sweep_writes_a_table_and_a_plot(tmp_path):
     result = run_cli(
         "-m",
