@@ -6,8 +6,10 @@ size depends on the values (NMS keeps some boxes; RoIAlign's bags depend on the 
 or exporting it becomes an assertion inside the graph (``torch._assert_async``), which fails at run time with the
 same message, so no check is dropped (``torch.fx``, which records without shapes, records the registered ops
 unchecked). The second is handled as torchvision handles it: NMS and the RoI ops are
-registered operators (``torch.ops.zoo.*``, :mod:`zoo.ops._registered`) that a tracer records as one node, with a
-"fake" rule giving the output's shape (a new symbolic size for NMS); their bodies are the readable eager code.
+registered operators (``torch.ops.zoo.*``, registered beside their code in ``nms.py``, ``roi_align.py`` and
+``roi_pool.py``) that a tracer records as one node, with a "fake" rule giving the output's shape (a new symbolic
+size for NMS); their bodies are the readable eager code. ONNX writes them as ONNX's own operators
+(:mod:`zoo.ops.onnx_translations`).
 """
 
 from __future__ import annotations
