@@ -55,6 +55,42 @@ def _level_exponent(feature: Tensor, image_height: int) -> int:
     return int(torch.tensor(ratio, dtype=torch.float32).log2().round())
 
 
+@torch.fx.wrap  # a leaf for torch.fx (the levels and scales come from the shapes), as torchvision's pooler is
+def _multiscale_roi_align(
+    x: dict[str, Tensor],
+    boxes: Boxes,
+    image_shapes: Sequence[tuple[int, int]],
+    featmap_names: list[str],
+    output_size: tuple[int, int],
+    sampling_ratio: int,
+    canonical_scale: int,
+    canonical_level: int,
+) -> Tensor:
+    features = [value for name, value in x.items() if name in featmap_names]
+    if not features:
+        raise ValueError(f"x: none of the feature maps {featmap_names} is among {list(x)}")
+    for feature in features:
+        check_input(feature)
+    channels = {int(feature.shape[1]) for feature in features}
+    if len(channels) > 1:
+        raise ValueError(f"x: the pooled feature maps must have equal channels, got {sorted(channels)}")
+    if not image_shapes:
+        raise ValueError("image_shapes: expected the (height, width) of at least one image, got none")
+    image_height = max(int(shape[0]) for shape in image_shapes)
+    exponents = [_level_exponent(feature, image_height) for feature in features]
+    rois = as_rois(boxes, features[0])
+    # Levels from the boxes as given (their own dtype), as torchvision's LevelMapper does.
+    image_boxes = boxes[:, 1:] if isinstance(boxes, Tensor) else boxes
+    levels = map_levels(image_boxes, -exponents[0], -exponents[-1], canonical_scale, canonical_level)
+    result = features[0].new_zeros((rois.shape[0], features[0].shape[1], *output_size))  # shape: traceable
+    # One roi_align per pyramid level (a handful), each over all of that level's RoIs at once (none is fine).
+    for level, (feature, exponent) in enumerate(zip(features, exponents, strict=True)):
+        index = torch.nonzero(levels == level).squeeze(1)
+        pooled = roi_align(feature, rois[index], output_size, 2.0**exponent, sampling_ratio)
+        result = result.index_copy(0, index, pooled.to(result.dtype))
+    return result
+
+
 class MultiScaleRoIAlign(nn.Module):
     """RoIAlign over a feature pyramid (FPN), drop-in for ``torchvision.ops.MultiScaleRoIAlign``.
 
@@ -96,39 +132,3 @@ class MultiScaleRoIAlign(nn.Module):
         return (
             f"featmap_names={self.featmap_names}, output_size={self.output_size}, sampling_ratio={self.sampling_ratio}"
         )
-
-
-@torch.fx.wrap  # a leaf for torch.fx (the levels and scales come from the shapes), as torchvision's pooler is
-def _multiscale_roi_align(
-    x: dict[str, Tensor],
-    boxes: Boxes,
-    image_shapes: Sequence[tuple[int, int]],
-    featmap_names: list[str],
-    output_size: tuple[int, int],
-    sampling_ratio: int,
-    canonical_scale: int,
-    canonical_level: int,
-) -> Tensor:
-    features = [value for name, value in x.items() if name in featmap_names]
-    if not features:
-        raise ValueError(f"x: none of the feature maps {featmap_names} is among {list(x)}")
-    for feature in features:
-        check_input(feature)
-    channels = {int(feature.shape[1]) for feature in features}
-    if len(channels) > 1:
-        raise ValueError(f"x: the pooled feature maps must have equal channels, got {sorted(channels)}")
-    if not image_shapes:
-        raise ValueError("image_shapes: expected the (height, width) of at least one image, got none")
-    image_height = max(int(shape[0]) for shape in image_shapes)
-    exponents = [_level_exponent(feature, image_height) for feature in features]
-    rois = as_rois(boxes, features[0])
-    # Levels from the boxes as given (their own dtype), as torchvision's LevelMapper does.
-    image_boxes = boxes[:, 1:] if isinstance(boxes, Tensor) else boxes
-    levels = map_levels(image_boxes, -exponents[0], -exponents[-1], canonical_scale, canonical_level)
-    result = features[0].new_zeros((rois.shape[0], features[0].shape[1], *output_size))  # shape: traceable
-    # One roi_align per pyramid level (a handful), each over all of that level's RoIs at once (none is fine).
-    for level, (feature, exponent) in enumerate(zip(features, exponents, strict=True)):
-        index = torch.nonzero(levels == level).squeeze(1)
-        pooled = roi_align(feature, rois[index], output_size, 2.0**exponent, sampling_ratio)
-        result = result.index_copy(0, index, pooled.to(result.dtype))
-    return result
