@@ -1,6 +1,7 @@
 """The vocabulary of blocks the zoo's models are composed from; each is importable on its own."""
 
 from zoo.layers.aspp import ASPP, ASPPPooling
+from zoo.layers.attention import MultiheadAttention, attention, scaled_dot_product_attention
 from zoo.layers.classifier import ClassifierHead, GlobalPool
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
@@ -71,4 +72,7 @@ __all__ = [
     "SqueezeExcite",
     "get_act_layer",
     "make_divisible",
+    "MultiheadAttention",
+    "attention",
+    "scaled_dot_product_attention",
 ]
