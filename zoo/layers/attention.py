@@ -216,7 +216,8 @@ class MultiheadAttention(nn.Module):
                 )
         if not query.ndim == key.ndim == value.ndim:
             raise ValueError(
-                f"query, key and value must all be batched or all unbatched, got {query.ndim}-D, {key.ndim}-D, {value.ndim}-D"
+                "query, key and value must all be batched or all unbatched, got "
+                f"{query.ndim}-D, {key.ndim}-D, {value.ndim}-D"
             )
         seq = 1 if self.batch_first and query.ndim == 3 else 0
         if key.shape[seq] != value.shape[seq]:
