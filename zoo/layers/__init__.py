@@ -2,6 +2,7 @@
 
 from zoo.layers.aspp import ASPP, ASPPPooling
 from zoo.layers.attention import MultiheadAttention, attention, scaled_dot_product_attention
+from zoo.layers.cbam import CBAM, ChannelAttention, SpatialAttention
 from zoo.layers.classifier import ClassifierHead, GlobalPool
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
@@ -26,6 +27,13 @@ from zoo.layers.inverted_residual import DepthwiseSeparableConv, InvertedResidua
 from zoo.layers.residual import BasicBlock, Bottleneck
 from zoo.layers.shuffle import ShuffleV2Block, channel_shuffle
 from zoo.layers.squeeze_excite import SqueezeExcite
+from zoo.layers.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from zoo.layers.unet import DoubleConv, Down, OutConv, Up
 from zoo.layers.xception import SeparableConv2d, XceptionBlock
 
@@ -75,4 +83,12 @@ __all__ = [
     "MultiheadAttention",
     "attention",
     "scaled_dot_product_attention",
+    "CBAM",
+    "ChannelAttention",
+    "SpatialAttention",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
 ]
