@@ -1,7 +1,9 @@
 """Build the counterpart a zoo model must equal, as its spec names it (``model_spec(name).reference``).
 
-Reference models are always built with random weights: nothing is downloaded. torchvision, timm and
-smp are imported lazily, so zoo itself depends on none but torchvision (timm and smp are test oracles).
+Reference models are always built with random weights: nothing is downloaded. torchvision, timm, smp and
+transformers are imported lazily, so zoo itself depends on none but torchvision (the others are test oracles).
+A transformers reference names a model class (``"transformers:DetrForObjectDetection"``) and its
+``reference_kwargs`` are the arguments of that class's config (``DetrConfig``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def build_reference(name: str, **kwargs) -> nn.Module:
     ``reference_kwargs`` and ``kwargs``."""
     spec = model_spec(name)
     if spec.reference is None:
-        raise ValueError(f"zoo model {name!r} has no torchvision, timm or smp counterpart")
+        raise ValueError(f"zoo model {name!r} has no torchvision, timm, smp or transformers counterpart")
     library, reference_name = spec.reference
     kwargs = {**spec.reference_kwargs, **kwargs}
     if library == "torchvision":
@@ -50,6 +52,11 @@ def build_reference(name: str, **kwargs) -> nn.Module:
 
             return _gen_mobilenet_v1(reference_name, **kwargs)
         return timm.create_model(reference_name, pretrained=False, **kwargs)
+    if library == "transformers":
+        import transformers
+
+        model_class = getattr(transformers, reference_name)
+        return model_class(model_class.config_class(**kwargs))
     import segmentation_models_pytorch as smp
 
     return smp.create_model(reference_name, encoder_weights=None, **kwargs)

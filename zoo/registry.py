@@ -10,8 +10,8 @@ zoo.create_model("resnet50", features_only=True, out_indices=(1, 2, 3))
 Every builder is registered with its :class:`ModelSpec`, the facts the rest of the zoo reads from here
 and nowhere else: the task ("classification" unless ``@register_model(task="detection")``), the input
 sizes (published, smallest accepted, small test size), the counterpart it must equal (torchvision, timm,
-smp), the paper and its published figures. ``model_spec("resnet18")`` returns them; tests, the FLOPs
-report, the README tables and the training configs read them.
+smp, Hugging Face transformers), the paper and its published figures. ``model_spec("resnet18")`` returns
+them; tests, the FLOPs report, the README tables and the training configs read them.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 TASKS = ("classification", "detection", "segmentation")
-REFERENCE_LIBRARIES = ("torchvision", "timm", "smp")
+REFERENCE_LIBRARIES = ("torchvision", "timm", "smp", "transformers")
 TORCHVISION_DOCS = "torchvision weights meta (num_params, _ops)"
 
 

@@ -5,6 +5,11 @@ Each model class lists ``reference_renames``, regex rules that turn a reference 
 ``reference_head`` (torchvision ``fc.weight`` → zoo ``head.fc.weight``). Loading is strict: every
 reference key must land on a zoo key of the same shape, and every zoo key must be filled.
 
+Where a rename is not enough, a model may also define ``convert_reference_state_dict(state_dict) -> dict``,
+applied to the reference state_dict before the renames: e.g. to pack a Hugging Face attention layer's
+separate ``q_proj``/``k_proj``/``v_proj`` weights into the one ``in_proj_weight`` of torch's (and zoo's)
+``MultiheadAttention`` (:func:`pack_qkv_projections`). Models without it are loaded by the renames alone.
+
 The helpers below build rename rules for the patterns that recur (a torchvision Conv2dNormActivation,
 a submodule's rules seen from its parent).
 """
@@ -23,6 +28,7 @@ __all__ = [
     "load_reference_weights",
     "map_reference_keys",
     "nest_reference_renames",
+    "pack_qkv_projections",
 ]
 
 
@@ -52,10 +58,37 @@ def head_renames(reference_head: Mapping[str, str]) -> list[tuple[str, str]]:
     return [("^" + re.escape(f"{theirs}."), f"head.{ours}.") for theirs, ours in reference_head.items()]
 
 
+def pack_qkv_projections(
+    state_dict: Mapping[str, torch.Tensor], names: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")
+) -> dict[str, torch.Tensor]:
+    """``state_dict`` with every ``<prefix>.q_proj.weight``, ``.k_proj.weight``, ``.v_proj.weight`` triple (the
+    ``names`` given) replaced by ``<prefix>.in_proj_weight``, their concatenation in the order q, k, v (torch's
+    packing), and likewise the biases into ``<prefix>.in_proj_bias``. Other keys are kept as they are; a triple
+    with a member missing is a ValueError."""
+    packed: dict[str, torch.Tensor] = {}
+    pending: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        prefix, _, leaf = key.rpartition(".")
+        owner, _, projection = prefix.rpartition(".")
+        if projection in names and leaf in ("weight", "bias"):
+            pending.setdefault((owner, leaf), {})[projection] = value
+        else:
+            packed[key] = value
+    for (owner, leaf), parts in pending.items():
+        missing = [name for name in names if name not in parts]
+        if missing:
+            raise ValueError(f"{owner}: has {sorted(parts)} {leaf}s but not {missing}; cannot pack q, k and v")
+        packed[f"{owner}.in_proj_{leaf}"] = torch.cat([parts[name] for name in names])
+    return packed
+
+
 def map_reference_keys(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Return ``state_dict`` with its keys renamed to ``model``'s, checking names and shapes."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping of parameter names to tensors, got {type(state_dict).__name__}")
+    convert = getattr(model, "convert_reference_state_dict", None)
+    if convert is not None:
+        state_dict = convert(state_dict)
     renames = [(re.compile(pattern), repl) for pattern, repl in getattr(model, "reference_renames", [])]
     # A key under one of the reference's head modules goes to the head, the model's own rules see the rest.
     head_rules = [(re.compile(pattern), repl) for pattern, repl in head_renames(getattr(model, "reference_head", {}))]

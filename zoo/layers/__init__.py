@@ -24,6 +24,7 @@ from zoo.layers.inception import (
     InceptionV4ReductionB,
 )
 from zoo.layers.inverted_residual import DepthwiseSeparableConv, InvertedResidual
+from zoo.layers.positional import LearnedPositionEmbedding, SinePositionEmbedding2d, SinusoidalPositionalEncoding
 from zoo.layers.residual import BasicBlock, Bottleneck
 from zoo.layers.shuffle import ShuffleV2Block, channel_shuffle
 from zoo.layers.squeeze_excite import SqueezeExcite
@@ -71,8 +72,11 @@ __all__ = [
     "InvertedResidual",
     "LastLevelMaxPool",
     "LastLevelP6P7",
+    "LearnedPositionEmbedding",
     "OutConv",
     "SeparableConv2d",
+    "SinePositionEmbedding2d",
+    "SinusoidalPositionalEncoding",
     "ShuffleV2Block",
     "Up",
     "XceptionBlock",

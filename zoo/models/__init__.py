@@ -2,7 +2,7 @@
 
 from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
-from zoo.models.detection import centernet, faster_rcnn, yolov3
+from zoo.models.detection import centernet, detr, faster_rcnn, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
 from zoo.models.segmentation import deeplab, unet
@@ -15,6 +15,7 @@ __all__ = [
     "centernet",
     "darknet",
     "deeplab",
+    "detr",
     "efficientnet",
     "faster_rcnn",
     "inception",

@@ -31,7 +31,7 @@ from zoo.models.resnet import ResNet
 from zoo.registry import create_model
 from zoo.weights import nest_reference_renames
 
-__all__ = ["BackboneWithFPN", "backbone_with_fpn", "resnet_fpn_backbone"]
+__all__ = ["BackboneWithFPN", "backbone_body", "backbone_with_fpn", "resnet_fpn_backbone"]
 
 
 def _stages(model: ImageClassifier) -> list[list[str]]:
@@ -128,6 +128,21 @@ def _classifier(name: str, norm_layer: Callable[[int], nn.Module] | None, model_
         model_kwargs["norm_layer"] = norm_layer
     model_kwargs.setdefault("num_classes", 0)  # the head is dropped anyway
     return create_model(name, **model_kwargs)
+
+
+def backbone_body(
+    name: str,
+    *,
+    out_indices: Sequence[int] | None = None,
+    trainable_layers: int | None = None,
+    norm_layer: Callable[[int], nn.Module] | None = None,
+    **model_kwargs,
+) -> FeatureListNet:
+    """The stage maps of a registered classifier without a pyramid (DETR reads only the deepest): ``out_indices``,
+    ``trainable_layers`` and ``norm_layer`` as in :func:`backbone_with_fpn`; default every stage."""
+    model = _classifier(name, norm_layer, model_kwargs)
+    _freeze(model, trainable_layers)
+    return FeatureListNet(model, out_indices=out_indices)
 
 
 def backbone_with_fpn(
