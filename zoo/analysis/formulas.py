@@ -11,6 +11,12 @@ must agree exactly:
     group/layer norm MACs   = numel·5 with affine, else numel·4            (fvcore's estimate)
     adaptive avg pool MACs  = numel of the input                            (one add per input element)
     upsample         MACs   = numel of the output · (1 nearest, 4 bilinear)
+    attention:       MACs   = B·h·L·S·(d_k + d_v)     (Q·Kᵀ and the weighted sum of V; the softmax is not counted)
+    multi-head attn: MACs   = N·(L·E·E + S·k_dim·E + S·v_dim·E)  (the three input projections)
+                              + N·L·S·2E  (attention: h heads of d = E/h)  + N·L·E·E  (out_proj, a Linear)
+    encoder layer:   MACs   = MHA(L, L) + 2·N·L·D·F (FFN) + 2·5·N·L·D (two LayerNorms)
+    decoder layer:   MACs   = MHA(L, L) + MHA(L, S) + 2·N·L·D·F + 3·5·N·L·D
+    patch embedding: MACs   = N·(H/P)·(W/P)·D·P²·C   (a P×P convolution with stride P)
 A depthwise-separable conv (k×k depthwise + 1×1 pointwise) costs 1/C_out + 1/k² of a standard conv.
 """
 
@@ -20,8 +26,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from zoo.layers.attention import MultiheadAttention
+
 __all__ = [
     "adaptive_avg_pool_macs",
+    "attention_macs",
     "batch_norm_macs",
     "conv2d_macs",
     "conv2d_output_size",
@@ -29,7 +38,12 @@ __all__ = [
     "conv_transpose2d_macs",
     "layer_macs",
     "linear_macs",
+    "module_own_macs",
+    "multihead_attention_macs",
     "norm_macs",
+    "patch_embed_macs",
+    "transformer_decoder_layer_macs",
+    "transformer_encoder_layer_macs",
     "upsample_macs",
 ]
 
@@ -126,4 +140,60 @@ def layer_macs(module: nn.Module, input_shape: Sequence[int], output_shape: Sequ
         return adaptive_avg_pool_macs(input_shape)
     if isinstance(module, nn.Upsample):
         return upsample_macs(output_shape, module.mode)
+    return None
+
+
+def attention_macs(query_shape: Sequence[int], key_shape: Sequence[int], value_shape: Sequence[int]) -> int:
+    """Q (…, L, d_k) · Kᵀ (…, d_k, S) and the weights (…, L, S) · V (…, S, d_v): (…)·L·S·(d_k + d_v)."""
+    d_k, source, d_v = query_shape[-1], key_shape[-2], value_shape[-1]
+    return _numel(query_shape[:-1]) * source * (d_k + d_v)
+
+
+def multihead_attention_macs(
+    batch: int, length: int, source: int, embed_dim: int, kdim: int | None = None, vdim: int | None = None
+) -> int:
+    """A whole multi-head attention call: input projections, attention over all heads, output projection.
+
+    The head count does not appear: h heads of width E/h cost what one head of width E does.
+    """
+    kdim, vdim = kdim or embed_dim, vdim or embed_dim
+    projections = batch * (length * embed_dim * embed_dim + source * kdim * embed_dim + source * vdim * embed_dim)
+    return projections + batch * length * source * 2 * embed_dim + batch * length * embed_dim * embed_dim
+
+
+def transformer_encoder_layer_macs(batch: int, length: int, d_model: int, dim_feedforward: int) -> int:
+    """Self-attention, the two FFN linears and the two LayerNorms of one encoder layer."""
+    ffn = 2 * batch * length * d_model * dim_feedforward
+    return multihead_attention_macs(batch, length, length, d_model) + ffn + 2 * norm_macs((batch, length, d_model))
+
+
+def transformer_decoder_layer_macs(batch: int, length: int, source: int, d_model: int, dim_feedforward: int) -> int:
+    """Self-attention, cross-attention over ``source`` memory tokens, the FFN and three LayerNorms."""
+    attention = multihead_attention_macs(batch, length, length, d_model)
+    attention += multihead_attention_macs(batch, length, source, d_model)
+    ffn = 2 * batch * length * d_model * dim_feedforward
+    return attention + ffn + 3 * norm_macs((batch, length, d_model))
+
+
+def patch_embed_macs(batch: int, height: int, width: int, patch_size: int, in_chans: int, embed_dim: int) -> int:
+    """ViT's patch embedding: each of the (H/P)·(W/P) patches is projected linearly from P²·C to D."""
+    return batch * (height // patch_size) * (width // patch_size) * embed_dim * patch_size * patch_size * in_chans
+
+
+def module_own_macs(module: nn.Module, args: tuple, kwargs: dict) -> int | None:
+    """MACs a module with children computes in its own ``forward`` (not in a child), from its call's arguments;
+    ``None`` for modules whose work is all in their children.
+
+    zoo's MultiheadAttention: its three input projections and the attention (``out_proj`` is a Linear child).
+    """
+    if isinstance(module, MultiheadAttention):
+        names = ("query", "key", "value")
+        query, key, value = (args[i] if i < len(args) else kwargs[name] for i, name in enumerate(names))
+        sequence_dim = 0 if query.ndim == 2 or not module.batch_first else 1  # (L, E), (L, N, E) or (N, L, E)
+        batch = query.numel() // (query.shape[sequence_dim] * query.shape[-1])
+        length, source = query.shape[sequence_dim], key.shape[sequence_dim]
+        extra = int(module.bias_k is not None) + int(module.add_zero_attn)  # appended key/value tokens
+        embed = module.embed_dim
+        projections = batch * (length * embed * embed + source * (module.kdim + module.vdim) * embed)
+        return projections + batch * length * (source + extra) * 2 * embed
     return None
