@@ -9,6 +9,8 @@ Medians are reported with the ratio ours / reference (target ≤ 1.05).
     python scripts/benchmark.py --pattern 'resnet*' --batch-size 32 --input-size 128 --repeats 10
     python scripts/benchmark.py --out docs            # also docs/benchmark.md and docs/benchmark.png
     python scripts/benchmark.py --ops --out docs      # the ops section: docs/benchmark_ops.md and .png
+    python scripts/benchmark.py --attention --out docs  # hand-written attention vs F.scaled_dot_product_attention
+    python scripts/benchmark.py --pattern 'vit_b_16,swin_t' --out docs   # the transformers against their references
 
     python scripts/benchmark.py --training --out docs # train.py overhead and data speed: docs/benchmark_training.md
     python scripts/benchmark.py --gpu --out docs      # ResNet-50 bf16 training throughput on a GPU (see below)
@@ -301,6 +303,7 @@ def main() -> None:
     parser.add_argument("--ops", action="store_true", help="time zoo.ops against torchvision.ops instead of models")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--training", action="store_true", help="train.py overhead and data-loader speed")
+    parser.add_argument("--attention", action="store_true", help="hand-written attention vs PyTorch's, L 64-4096")
     parser.add_argument("--gpu", action="store_true", help="ResNet-50 bf16 training throughput on a CUDA GPU")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -313,6 +316,20 @@ def main() -> None:
     )
     if args.training or args.gpu:
         run_training_benchmarks(args, machine)
+        return
+    if args.attention:
+        from bench_attention import compare_attention, write_attention_report
+
+        rows = compare_attention(device, args.repeats)
+        print(f"\n{'L':>6}{'zoo ms':>10}{'math ms':>10}{'fused ms':>10}{'zoo/math':>10}{'zoo/fused':>10}   ({machine})")
+        for r in rows:
+            print(
+                f"{r['length']:>6}{r['zoo']:>10.2f}{r['math']:>10.2f}{r['fused']:>10.2f}{r['vs_math']:>10.2f}"
+                f"{r['vs_fused']:>10.2f}"
+            )
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_attention_report(rows, args.out, machine)
         return
     if args.ops:
         rows = compare_ops(args.repeats, device)
