@@ -28,6 +28,16 @@ from zoo.layers.positional import LearnedPositionEmbedding, SinePositionEmbeddin
 from zoo.layers.residual import BasicBlock, Bottleneck
 from zoo.layers.shuffle import ShuffleV2Block, channel_shuffle
 from zoo.layers.squeeze_excite import SqueezeExcite
+from zoo.layers.swin import (
+    PatchEmbed,
+    PatchMerging,
+    ShiftedWindowAttention,
+    SwinBlock,
+    SwinStage,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 from zoo.layers.transformer import (
     Transformer,
     TransformerDecoder,
@@ -82,6 +92,14 @@ __all__ = [
     "XceptionBlock",
     "channel_shuffle",
     "SqueezeExcite",
+    "PatchEmbed",
+    "PatchMerging",
+    "ShiftedWindowAttention",
+    "SwinBlock",
+    "SwinStage",
+    "shifted_window_mask",
+    "window_partition",
+    "window_reverse",
     "get_act_layer",
     "make_divisible",
     "MultiheadAttention",

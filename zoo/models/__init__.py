@@ -1,6 +1,6 @@
 """Model families, one file each; importing this package registers every builder."""
 
-from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, vgg, xception
+from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, swin, vgg, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.models.detection import centernet, detr, faster_rcnn, yolov3
 from zoo.models.features import FeatureListNet
@@ -22,6 +22,7 @@ __all__ = [
     "mobilenet",
     "resnet",
     "shufflenet",
+    "swin",
     "unet",
     "vgg",
     "xception",
