@@ -46,6 +46,7 @@ from zoo.layers.transformer import (
     TransformerEncoderLayer,
 )
 from zoo.layers.unet import DoubleConv, Down, OutConv, Up
+from zoo.layers.vit import ViTBlock, ViTEmbedding, ViTPatchEmbed, resample_pos_embed
 from zoo.layers.xception import SeparableConv2d, XceptionBlock
 
 # The name the papers and the README use for the pyramid.
@@ -113,4 +114,8 @@ __all__ = [
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "ViTBlock",
+    "ViTEmbedding",
+    "ViTPatchEmbed",
+    "resample_pos_embed",
 ]

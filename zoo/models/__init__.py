@@ -1,6 +1,6 @@
 """Model families, one file each; importing this package registers every builder."""
 
-from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, swin, vgg, xception
+from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, swin, vgg, vit, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.models.detection import centernet, detr, faster_rcnn, yolov3
 from zoo.models.features import FeatureListNet
@@ -25,6 +25,7 @@ __all__ = [
     "swin",
     "unet",
     "vgg",
+    "vit",
     "xception",
     "yolov3",
 ]

@@ -5,6 +5,12 @@ ones it lists in ``feature_skip``; the outputs of the modules named in ``feature
 Everything after the deepest requested stage (the pooling and classifier head included) is dropped,
 so the feature network holds only the parameters it uses and its state_dict keys equal the
 classifier's.
+
+A ``feature_info`` module may also be a child of a top-level ``nn.Sequential`` (``"blocks.3"``, a ViT's blocks):
+that Sequential is kept up to it and run child by child. A model whose stage outputs are not (N, C, H, W) maps
+says so with ``feature_format``, and each output is returned as one: ``"NHWC"`` (channels last) is permuted,
+``"NLC"`` (a token sequence whose first ``num_prefix_tokens`` are class or other non-spatial tokens) is
+reshaped to the (H / reduction, W / reduction) grid of the input.
 """
 
 from __future__ import annotations
@@ -38,6 +44,28 @@ def _resolve_out_indices(out_indices: Sequence[int] | None, num_stages: int) -> 
     return tuple(resolved)
 
 
+FEATURE_FORMATS = ("NCHW", "NHWC", "NLC")
+
+
+def _as_map(x: torch.Tensor, feature_format: str, image_size: tuple[int, int], reduction: int, prefix: int):
+    """A stage output in ``feature_format`` as an (N, C, H / reduction, W / reduction) map."""
+    if feature_format == "NHWC":
+        return x.permute(0, 3, 1, 2)
+    if feature_format == "NLC":
+        height, width = (side // reduction for side in image_size)
+        return x[:, prefix:].transpose(1, 2).unflatten(2, (height, width))
+    return x
+
+
+def _kept_prefix(child: nn.Module, parent: str, wanted: set[str]) -> list[str]:
+    """The names of ``child``'s own children up to the last one listed in ``wanted`` as ``parent.name``."""
+    if not isinstance(child, nn.Sequential):
+        return []
+    names = list(child._modules)
+    positions = [i for i, name in enumerate(names) if f"{parent}.{name}" in wanted]
+    return names[: max(positions) + 1] if positions else []
+
+
 class FeatureListNet(nn.ModuleDict):
     """Wrap a built classifier; ``forward(x)`` returns the list of the selected stage feature maps."""
 
@@ -49,12 +77,21 @@ class FeatureListNet(nn.ModuleDict):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         wanted = [model.feature_info[i]["module"] for i in out_indices]
         remaining = set(wanted)
+        dropped_children: list[str] = []  # of a Sequential kept up to a feature module inside it
+        run_by_child: set[str] = set()
         for name, child in model.named_children():
             if not remaining:
                 break
             if name in model.feature_skip:
                 continue
-            layers[name] = child
+            kept = _kept_prefix(child, name, remaining)
+            if kept:
+                layers[name] = nn.Sequential(OrderedDict((sub, child._modules[sub]) for sub in kept))
+                dropped_children += [f"{name}.{sub}" for sub in child._modules if sub not in kept]
+                remaining -= {f"{name}.{sub}" for sub in kept}
+                run_by_child.add(name)
+            else:
+                layers[name] = child
             remaining.discard(name)
         if remaining:
             raise ValueError(
@@ -68,14 +105,24 @@ class FeatureListNet(nn.ModuleDict):
         self.reference_renames = list(model.reference_renames)
         self.reference_head = dict(model.reference_head)
         self.return_layers = set(wanted)
+        self.sequences = run_by_child  # run child by child
+        self.feature_format = getattr(model, "feature_format", "NCHW")
+        if self.feature_format not in FEATURE_FORMATS:
+            raise ValueError(f"feature_format must be one of {FEATURE_FORMATS}, got {self.feature_format!r}")
+        self.num_prefix_tokens = getattr(model, "num_prefix_tokens", 0)
+        self.reductions = {info["module"]: info["reduction"] for info in self.feature_info}
         # Modules of the full classifier not kept here: their reference weights are skipped on load.
-        self.dropped_modules = tuple(n for n, _ in model.named_children() if n not in layers)
+        self.dropped_modules = tuple(n for n, _ in model.named_children() if n not in layers) + tuple(dropped_children)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         check_image_batch(x, self.in_chans, f"{self.model_name} (features_only)")
+        image_size = (x.shape[-2], x.shape[-1])
         features = []
         for name, layer in self.items():
-            x = layer(x)
-            if name in self.return_layers:
-                features.append(x)
+            steps = [(f"{name}.{sub}", m) for sub, m in layer.named_children()] if name in self.sequences else []
+            for step_name, step in steps or [(name, layer)]:
+                x = step(x)
+                if step_name in self.return_layers:
+                    reduction = self.reductions[step_name]
+                    features.append(_as_map(x, self.feature_format, image_size, reduction, self.num_prefix_tokens))
         return features
