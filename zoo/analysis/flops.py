@@ -265,6 +265,10 @@ def count_flops(model: nn.Module | str, input_size: int | Sequence[int] = (3, 22
     layers = []
     for module_name, module in model.named_modules():
         if not module_name:
+            # Parameters the model holds itself (ViT's class token and position embedding) get a row.
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+            if params:
+                layers.append(LayerCount("(top level)", type(module).__name__, None, params, 0, 0, 0.0))
             continue
         children = [f"{module_name}.{child}" for child, _ in module.named_children()]
         # A module with children has a row only for work in its own forward (fvcore: its total less theirs).

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from zoo.layers.attention import MultiheadAttention
+from zoo.layers.swin import ShiftedWindowAttention
 
 __all__ = [
     "adaptive_avg_pool_macs",
@@ -185,7 +186,14 @@ def module_own_macs(module: nn.Module, args: tuple, kwargs: dict) -> int | None:
     ``None`` for modules whose work is all in their children.
 
     zoo's MultiheadAttention: its three input projections and the attention (``out_proj`` is a Linear child).
+    Swin's ShiftedWindowAttention: the attention inside each M×M window of the map padded to multiples of M,
+    (N·⌈H/M⌉·⌈W/M⌉ windows)·M²·M²·2C — linear in the image area (``qkv`` and ``proj`` are Linear children).
     """
+    if isinstance(module, ShiftedWindowAttention):
+        batch, height, width, channels = args[0].shape
+        size = module.window_size
+        windows = batch * -(-height // size) * -(-width // size)
+        return windows * attention_macs((size * size, channels), (size * size, channels), (size * size, channels))
     if isinstance(module, MultiheadAttention):
         names = ("query", "key", "value")
         query, key, value = (args[i] if i < len(args) else kwargs[name] for i, name in enumerate(names))
