@@ -7,7 +7,7 @@ from zoo.layers.classifier import ClassifierHead, GlobalPool
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.layers.fpn import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 from zoo.layers.frozen_batch_norm import FrozenBatchNorm2d
-from zoo.layers.helpers import get_act_layer, make_divisible
+from zoo.layers.helpers import drop_path, get_act_layer, make_divisible
 from zoo.layers.inception import (
     Inception,
     InceptionA,
@@ -101,6 +101,7 @@ __all__ = [
     "shifted_window_mask",
     "window_partition",
     "window_reverse",
+    "drop_path",
     "get_act_layer",
     "make_divisible",
     "MultiheadAttention",

@@ -1,4 +1,4 @@
-"""Small factories shared by every block: activation lookup and channel rounding.
+"""Small factories shared by every block: activation lookup, channel rounding and stochastic depth.
 
 `make_divisible(v, divisor)` rounds a channel count to the nearest multiple of `divisor`
 (never below `min_value`, and never more than `1 - round_limit` below `v`), the rule used by
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
-__all__ = ["get_act_layer", "make_divisible"]
+__all__ = ["drop_path", "get_act_layer", "make_divisible"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -60,3 +61,13 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
     if rounded < round_limit * value:
         rounded += divisor
     return rounded
+
+
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth (Huang et al., 2016): zero a sample's residual branch with probability ``rate``
+    and scale the survivors by 1/(1 − rate), so the expectation is unchanged; identity in eval."""
+    if not training or rate == 0.0:
+        return x
+    keep = 1.0 - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from zoo.layers.conv_norm_act import ConvNormAct
+from zoo.layers.helpers import drop_path
 
 __all__ = ["DepthwiseSeparableConv", "InvertedResidual"]
 
@@ -38,16 +39,6 @@ def _check_kernel_and_stride(kernel_size: int, stride: int) -> None:
         raise ValueError(f"kernel_size must be an odd positive int (for 'same' padding), got {kernel_size!r}")
     if stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, got {stride!r}")
-
-
-def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Stochastic depth (Huang et al., 2016): zero a sample's residual branch with probability ``rate``
-    and scale the survivors by 1/(1 − rate), so the expectation is unchanged; identity in eval."""
-    if not training or rate == 0.0:
-        return x
-    keep = 1.0 - rate
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask / keep
 
 
 class DepthwiseSeparableConv(nn.Module):
@@ -181,5 +172,5 @@ class InvertedResidual(nn.Module):
             out = self.se(out)
         out = self.project(out)
         if self.use_residual:
-            out = x + _drop_path(out, self.drop_path_rate, self.training)
+            out = x + drop_path(out, self.drop_path_rate, self.training)
         return out

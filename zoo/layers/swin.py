@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.layers.attention import attention
-from zoo.layers.inverted_residual import _drop_path
+from zoo.layers.helpers import drop_path
 
 __all__ = [
     "PatchEmbed",
@@ -262,8 +262,8 @@ class SwinBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + _drop_path(self.attn(self.norm1(x)), self.drop_path_rate, self.training)
-        return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
 
 
 class PatchMerging(nn.Module):
