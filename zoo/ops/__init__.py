@@ -10,9 +10,11 @@ anchors    AnchorGenerator, YOLO k-means anchors
 box_coder  BoxCoder (R-CNN deltas with weights and the log-scale clamp)
 matcher    Matcher (IoU thresholds, low-quality matches), BalancedPositiveNegativeSampler
 heatmap    CenterNet's Gaussian radius (corrected and as published) and heatmap drawing
+assignment linear_sum_assignment (the Hungarian problem by shortest augmenting paths, scipy's signature)
 """
 
 from zoo.ops.anchors import AnchorGenerator, anchor_fitness, kmeans_anchors, wh_iou
+from zoo.ops.assignment import linear_sum_assignment
 from zoo.ops.box_coder import BoxCoder
 from zoo.ops.boxes import (
     box_area,
@@ -65,6 +67,7 @@ __all__ = [
     "generalized_box_iou",
     "generalized_box_iou_loss",
     "kmeans_anchors",
+    "linear_sum_assignment",
     "map_levels",
     "paired_box_iou",
     "nms",

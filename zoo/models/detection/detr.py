@@ -102,7 +102,7 @@ class DETR(nn.Module):
     "loss_bbox", "loss_giou", "loss_ce_0", …}`` (already weighted: minimise the sum), in evaluation
     ``[{"boxes" [Q, 4] xyxy in the image's pixels, "scores" [Q], "labels" [Q]}]`` per image. Images are an
     ``[N, 3, H, W]`` tensor or a list of ``[3, H, W]`` tensors of any sizes (zero-padded at the bottom and right,
-    the padding masked out of the attention). Labels index the C classes; C is "no object".
+    the padding masked out of the attention). Labels are 0..C − 1; logit C is "no object".
 
     Args:
         num_classes: C.
@@ -217,10 +217,16 @@ class DETR(nn.Module):
             {"labels": target["labels"], "boxes": box_convert(target["boxes"], "xyxy", "cxcywh") / scale}
             for target, scale in zip(targets, _box_scales(image_sizes, outputs["pred_boxes"]), strict=True)
         ]
-        matcher = self.matcher
-        weights = {"class_weight": matcher.class_weight, "bbox_weight": matcher.bbox_weight}
-        weights["giou_weight"] = matcher.giou_weight
-        return detr_loss(outputs, normalised, matcher, no_object_weight=self.no_object_weight, **weights)
+        matcher = self.matcher  # the loss weighs its terms as the matching cost does
+        return detr_loss(
+            outputs,
+            normalised,
+            matcher,
+            no_object_weight=self.no_object_weight,
+            class_weight=matcher.class_weight,
+            bbox_weight=matcher.bbox_weight,
+            giou_weight=matcher.giou_weight,
+        )
 
     @staticmethod
     def postprocess(outputs: dict[str, Tensor], image_sizes: Sequence[tuple[int, int]]) -> list[dict[str, Tensor]]:

@@ -21,7 +21,7 @@ the memory (``key_padding_mask``, True on padding). Attention is zoo's
 Parameters per layer (D = d_model, F = FFN width): encoder 4D² + 4D + 2DF + F + D + 4D; decoder twice the
 attention, 2DF + F + D and 6D; plus 2D for the final norm (D = 256, F = 2048: 1,315,072 and 1,578,752 per layer).
 Dropout (0.1) is where the paper's code has it: on the attention weights, after the ReLU and on each residual
-branch.
+branch (HF's ``DetrConfig`` defaults keep only the residual ones: training differs, evaluation does not).
 """
 
 from __future__ import annotations
