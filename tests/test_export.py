@@ -8,6 +8,8 @@ import zoo
 from zoo.export import export_onnx, export_program, max_export_error, model_from_checkpoint, onnx_available
 
 CLASSIFIERS = zoo.list_models(task="classification")
+# The larger transformers export under -m slow; vit_tiny_patch16_224, vit_mini_patch4_32 and swin_t stay by default.
+EXPORT_SLOW = {"vit_b_16", "vit_b_32", "vit_l_16", "swin_s", "swin_b"}
 
 
 def _small(name):
@@ -15,7 +17,9 @@ def _small(name):
     return model, max(32, *model.min_input_size)
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in EXPORT_SLOW else n for n in CLASSIFIERS]
+)
 def test_torch_export_equals_eager(name):
     torch.manual_seed(0)
     model, size = _small(name)
@@ -65,6 +69,7 @@ DENSE_HEAVY = {
     "deeplabv3_resnet50",
     "deeplabv3_resnet101",
     "deeplabv3plus_resnet50",
+    "detr_resnet50",  # 11 s: ResNet-50 and six + six transformer layers
 }
 DENSE_ONNX_QUICK = {"yolov3_mobilenet_v2"}  # NMS inside the graph; the others under -m slow
 

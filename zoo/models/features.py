@@ -95,7 +95,8 @@ class FeatureListNet(nn.ModuleDict):
             remaining.discard(name)
         if remaining:
             raise ValueError(
-                f"feature modules {sorted(remaining)} are not top-level children of {type(model).__name__}"
+                f"feature modules {sorted(remaining)} are not top-level children of {type(model).__name__} "
+                "(nor children of a top-level nn.Sequential)"
             )
         super().__init__(layers)
         self.out_indices = out_indices
