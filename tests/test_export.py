@@ -2,14 +2,12 @@
 
 import pytest
 import torch
-from train_helpers import ROOT
+from train_helpers import ROOT, slow_if_large
 
 import zoo
 from zoo.export import export_onnx, export_program, max_export_error, model_from_checkpoint, onnx_available
 
 CLASSIFIERS = zoo.list_models(task="classification")
-# The larger transformers export under -m slow; vit_tiny_patch16_224, vit_mini_patch4_32 and swin_t stay by default.
-EXPORT_SLOW = {"vit_b_16", "vit_b_32", "vit_l_16", "swin_s", "swin_b"}
 
 
 def _small(name):
@@ -17,9 +15,7 @@ def _small(name):
     return model, max(32, *model.min_input_size)
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in EXPORT_SLOW else n for n in CLASSIFIERS]
-)
+@pytest.mark.parametrize("name", slow_if_large(CLASSIFIERS))
 def test_torch_export_equals_eager(name):
     torch.manual_seed(0)
     model, size = _small(name)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from train_helpers import CONFIGS, SMALL_DATA, compose_train, run_cli
+from train_helpers import CONFIGS, SMALL_DATA, compose_train, run_cli, slow_if_large
 
 import zoo
 from zoo.training import train
@@ -15,7 +15,7 @@ def test_every_registered_model_has_a_config():
     assert names == zoo.list_models(), "each registered model needs configs/model/<name>.yaml and vice versa"
 
 
-@pytest.mark.parametrize("name", zoo.list_models(task="classification"))
+@pytest.mark.parametrize("name", slow_if_large(zoo.list_models(task="classification")))
 def test_every_model_trains_through_train(tmp_path, name):
     """`python train.py model=<name>` composes, builds and takes a training and a validation step."""
     GlobalHydra.instance().clear()

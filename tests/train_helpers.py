@@ -12,6 +12,19 @@ from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+# The larger transformers: their per-model export, training-step and FLOPs checks run under -m slow (vit_l_16
+# trains 300M parameters with Adam: ~5 GB in one worker); vit_tiny_patch16_224, vit_mini_patch4_32 and swin_t
+# keep each architecture in the default run.
+LARGE_TRANSFORMERS = {"vit_b_16", "vit_b_32", "vit_l_16", "swin_s", "swin_b"}
+
+
+def slow_if_large(names):
+    """pytest params for ``names``, the large transformers marked slow."""
+    import pytest
+
+    return [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_TRANSFORMERS else n for n in names]
+
+
 SMALL_DATA = ["data.train_size=64", "data.val_size=32", "data.batch_size=16"]
 # A small but real run for the fault and scale tests: ResNet-18 (batch norm, no dropout) at 32 px, 4 steps of
 # 16 images per epoch, every step logged, CSV only.

@@ -12,6 +12,7 @@ import torchvision
 from fvcore.nn import FlopCountAnalysis
 from reference_models import reference_model
 from torch import nn
+from train_helpers import slow_if_large
 
 import zoo
 from zoo.analysis import formulas
@@ -30,7 +31,7 @@ def fvcore_macs(module: nn.Module, x: torch.Tensor) -> int:
     return int(analysis.total())
 
 
-@pytest.mark.parametrize("name", zoo.list_models(task="classification"))
+@pytest.mark.parametrize("name", slow_if_large(zoo.list_models(task="classification")))
 def test_fvcore_equals_closed_form_for_every_model(name):
     spec = model_spec(name)
     # Built as the reference it is compared with (a ViT at its reference's test image size).
@@ -47,7 +48,7 @@ def test_fvcore_equals_closed_form_for_every_model(name):
     assert sum(row.share for row in result.layers) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
+@pytest.mark.parametrize("name", slow_if_large(sorted(PUBLISHED)))
 def test_published_figures(name):
     published = PUBLISHED[name]
     model = zoo.create_model(name, **published.build_kwargs)
