@@ -56,7 +56,14 @@ def _causal_hint(mask: torch.Tensor | None, is_causal: bool) -> bool:
 
 
 class _FeedForward(nn.Module):
-    """The position-wise feed-forward half of a layer; a mixin so the layers keep torch's flat names."""
+    """The parts both layers share (self-attention with its dropout, the position-wise feed-forward), kept in a
+    base class so the layers keep torch's flat state_dict names."""
+
+    def _self_attention(self, x, mask, key_padding_mask, is_causal) -> torch.Tensor:
+        x = self.self_attn(
+            x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask, need_weights=False, is_causal=is_causal
+        )[0]
+        return self.dropout1(x)
 
     def _init_feedforward(self, d_model, dim_feedforward, dropout, activation, bias, factory) -> None:
         self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias, **factory)
@@ -108,12 +115,6 @@ class TransformerEncoderLayer(_FeedForward):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def _self_attention(self, x, mask, key_padding_mask, is_causal) -> torch.Tensor:
-        x = self.self_attn(
-            x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask, need_weights=False, is_causal=is_causal
-        )[0]
-        return self.dropout1(x)
-
     def forward(
         self,
         src: torch.Tensor,
@@ -161,12 +162,6 @@ class TransformerDecoderLayer(_FeedForward):
             nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory) for _ in range(3)
         )
         self.dropout1, self.dropout2, self.dropout3 = (nn.Dropout(dropout) for _ in range(3))
-
-    def _self_attention(self, x, mask, key_padding_mask, is_causal) -> torch.Tensor:
-        x = self.self_attn(
-            x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask, need_weights=False, is_causal=is_causal
-        )[0]
-        return self.dropout1(x)
 
     def _cross_attention(self, x, memory, mask, key_padding_mask, is_causal) -> torch.Tensor:
         x = self.multihead_attn(
