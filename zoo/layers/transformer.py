@@ -55,7 +55,7 @@ def _causal_hint(mask: torch.Tensor | None, is_causal: bool) -> bool:
     return is_causal
 
 
-class _FeedForward(nn.Module):
+class _LayerParts(nn.Module):
     """The parts both layers share (self-attention with its dropout, the position-wise feed-forward), kept in a
     base class so the layers keep torch's flat state_dict names."""
 
@@ -83,7 +83,7 @@ def _check_layer_args(d_model: int, nhead: int, dim_feedforward: int, dropout: f
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
 
 
-class TransformerEncoderLayer(_FeedForward):
+class TransformerEncoderLayer(_LayerParts):
     """Self-attention and feed-forward, each with a residual and a LayerNorm (``torch.nn.TransformerEncoderLayer``)."""
 
     def __init__(
@@ -131,7 +131,7 @@ class TransformerEncoderLayer(_FeedForward):
         return self.norm2(x + self.dropout2(self._feedforward(x)))
 
 
-class TransformerDecoderLayer(_FeedForward):
+class TransformerDecoderLayer(_LayerParts):
     """Self-attention, cross-attention over the memory, and feed-forward (``torch.nn.TransformerDecoderLayer``)."""
 
     def __init__(
