@@ -5,7 +5,7 @@ from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.models.detection import centernet, detr, faster_rcnn, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
-from zoo.models.segmentation import deeplab, unet
+from zoo.models.segmentation import deeplab, fcn, lraspp, unet
 
 __all__ = [
     "FeatureInfo",
@@ -18,7 +18,9 @@ __all__ = [
     "detr",
     "efficientnet",
     "faster_rcnn",
+    "fcn",
     "inception",
+    "lraspp",
     "mobilenet",
     "resnet",
     "shufflenet",

@@ -224,19 +224,28 @@ class DeepLabV3(nn.Module):
 
 
 class DeepLabV3Plus(DeepLabV3):
-    """DeepLabV3 whose ``classifier`` is a :class:`DeepLabV3PlusHead` that also reads ``low_level_layer``."""
+    """DeepLabV3 whose ``classifier`` also reads ``low_level_layer``: ``classifier(deep, low)``, a
+    :class:`DeepLabV3PlusHead` here (LR-ASPP's head uses the same wiring)."""
 
     def __init__(
         self,
         backbone: FeatureListNet,
-        classifier: DeepLabV3PlusHead,
+        classifier: nn.Module,
         aux_classifier: nn.Module | None = None,
         *,
         out_layer: str,
         low_level_layer: str,
         aux_layer: str | None = None,
+        backbone_renames: Sequence[tuple[str, str]] | None = None,
     ) -> None:
-        super().__init__(backbone, classifier, aux_classifier, out_layer=out_layer, aux_layer=aux_layer)
+        super().__init__(
+            backbone,
+            classifier,
+            aux_classifier,
+            out_layer=out_layer,
+            aux_layer=aux_layer,
+            backbone_renames=backbone_renames,
+        )
         self.low_level_layer = low_level_layer
         self._taps.append(low_level_layer)
         _check_taps(backbone, [low_level_layer])
