@@ -107,3 +107,37 @@ def test_errors():
         BoxCoder((1.0, 1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="weights"):
         BoxCoder((1.0, 1.0, 1.0))
+
+
+# --- FCOS's linear coder ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize_by_size", [True, False])
+def test_linear_coder_matches_torchvision(normalize_by_size):
+    from torchvision.models.detection._utils import BoxLinearCoder as TorchvisionBoxLinearCoder
+
+    from zoo.ops.box_coder import BoxLinearCoder
+
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(2, 50, 2, generator=generator) * 60
+    points = torch.cat([corners, corners + 8], dim=-1)  # [2, 50, 4]: a batch of images, as FCOS codes them
+    boxes = torch.cat([corners - 5, corners + 5 + torch.rand(2, 50, 2, generator=generator) * 30], dim=-1)
+    ours, theirs = BoxLinearCoder(normalize_by_size), TorchvisionBoxLinearCoder(normalize_by_size)
+    codes = theirs.encode(points, boxes)
+    assert torch.equal(ours.encode(points, boxes), codes)
+    assert torch.equal(ours.decode(codes, points), theirs.decode(codes, points))
+    torch.testing.assert_close(ours.decode(ours.encode(points, boxes), points), boxes, rtol=0, atol=1e-4)
+
+
+def test_linear_coder_by_hand_and_errors():
+    from zoo.ops.box_coder import BoxLinearCoder
+
+    point = torch.tensor([[8.0, 8.0, 16.0, 16.0]])  # centre (12, 12), size 8
+    box = torch.tensor([[4.0, 10.0, 20.0, 30.0]])
+    assert BoxLinearCoder().encode(point, box).tolist() == [[1.0, 0.25, 1.0, 2.25]]
+    with pytest.raises(ValueError, match=r"\[\.\.\., 4\]"):
+        BoxLinearCoder().encode(point, torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="one shape"):
+        BoxLinearCoder().decode(torch.zeros(2, 4), point)
+    with pytest.raises(TypeError, match="bool"):
+        BoxLinearCoder(normalize_by_size=1)

@@ -2,7 +2,7 @@
 
 from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, swin, vgg, vit, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
-from zoo.models.detection import centernet, detr, faster_rcnn, yolov3
+from zoo.models.detection import centernet, detr, faster_rcnn, fcos, retinanet, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
 from zoo.models.segmentation import deeplab, fcn, lraspp, unet
@@ -19,10 +19,12 @@ __all__ = [
     "efficientnet",
     "faster_rcnn",
     "fcn",
+    "fcos",
     "inception",
     "lraspp",
     "mobilenet",
     "resnet",
+    "retinanet",
     "shufflenet",
     "swin",
     "unet",

@@ -7,7 +7,7 @@ roi_pool   roi_pool (RoIPool)
 roi_align  roi_align (RoIAlign: aligned, fixed and adaptive sampling)
 poolers    MultiScaleRoIAlign with the FPN level mapper (map_levels)
 anchors    AnchorGenerator, YOLO k-means anchors
-box_coder  BoxCoder (R-CNN deltas with weights and the log-scale clamp)
+box_coder  BoxCoder (R-CNN deltas with weights and the log-scale clamp), BoxLinearCoder (FCOS's side distances)
 matcher    Matcher (IoU thresholds, low-quality matches), BalancedPositiveNegativeSampler
 heatmap    CenterNet's Gaussian radius (corrected and as published) and heatmap drawing
 assignment linear_sum_assignment (the Hungarian problem by shortest augmenting paths, scipy's signature)
@@ -15,7 +15,7 @@ assignment linear_sum_assignment (the Hungarian problem by shortest augmenting p
 
 from zoo.ops.anchors import AnchorGenerator, anchor_fitness, kmeans_anchors, wh_iou
 from zoo.ops.assignment import linear_sum_assignment
-from zoo.ops.box_coder import BoxCoder
+from zoo.ops.box_coder import BoxCoder, BoxLinearCoder
 from zoo.ops.boxes import (
     box_area,
     box_convert,
@@ -47,6 +47,7 @@ __all__ = [
     "AnchorGenerator",
     "BalancedPositiveNegativeSampler",
     "BoxCoder",
+    "BoxLinearCoder",
     "Matcher",
     "MultiScaleRoIAlign",
     "anchor_fitness",

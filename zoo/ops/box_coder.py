@@ -12,6 +12,14 @@ and ``t_h / w_h`` at ``bbox_xform_clip = log(1000 / 16)`` so that ``exp`` cannot
 Drop-in for ``torchvision.models.detection._utils.BoxCoder``: the same arithmetic in the same order, so the
 same floating-point results; ``encode``/``decode`` take per-image lists as torchvision does, ``encode_single``/
 ``decode_single`` take single tensors.
+
+FCOS's linear parametrisation (Tian et al., 2019, eq. 1) encodes a box by the distances from a point, the centre
+``(x_a, y_a)`` of a reference box of size ``w_a × h_a``, to its four sides, divided by that size:
+
+    l = (x_a - x1) / w_a,    t = (y_a - y1) / h_a,    r = (x2 - x_a) / w_a,    b = (y2 - y_a) / h_a
+
+:class:`BoxLinearCoder` is drop-in for torchvision's ``BoxLinearCoder`` (``normalize_by_size`` False leaves the
+division out), on tensors of any shape ``[..., 4]``.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from torch import Tensor
 from zoo.ops._graph import check_equal, is_tracing
 from zoo.ops.boxes import _check_rows, check_boxes
 
-__all__ = ["BoxCoder"]
+__all__ = ["BoxCoder", "BoxLinearCoder"]
 
 
 def _check_list(boxes: Sequence[Tensor], name: str) -> list[Tensor]:
@@ -146,3 +154,71 @@ class BoxCoder:
         half_h = 0.5 * (torch.exp(dh) * heights)
         corners = (centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
         return torch.stack(corners, dim=2).flatten(1)
+
+
+def _check_last_dim(boxes: Tensor, name: str) -> None:
+    if not isinstance(boxes, Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        shape = list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"{name}: expected a tensor [..., 4], got {shape}")
+
+
+class BoxLinearCoder:
+    """Encode boxes as FCOS's ``(l, t, r, b)`` distances from the centres of reference boxes, and back (module
+    docstring). ``normalize_by_size`` divides the distances by the reference box's width and height."""
+
+    def __init__(self, normalize_by_size: bool = True) -> None:
+        if not isinstance(normalize_by_size, bool):
+            raise TypeError(f"normalize_by_size: expected a bool, got {type(normalize_by_size).__name__}")
+        self.normalize_by_size = normalize_by_size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(normalize_by_size={self.normalize_by_size})"
+
+    def _sizes(self, boxes: Tensor) -> Tensor:
+        widths = boxes[..., 2] - boxes[..., 0]
+        heights = boxes[..., 3] - boxes[..., 1]
+        return torch.stack((widths, heights, widths, heights), dim=-1)
+
+    def encode(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
+        """The distances ``[..., 4]`` from the centres of ``reference_boxes`` (the points) to the sides of the
+        boxes ``proposals`` (the targets), both ``[..., 4]`` xyxy of one shape (torchvision's argument names)."""
+        _check_last_dim(reference_boxes, "reference_boxes")
+        _check_last_dim(proposals, "proposals")
+        if reference_boxes.shape != proposals.shape:
+            raise ValueError(
+                "reference_boxes and proposals: expected one shape, got "
+                f"{list(reference_boxes.shape)} and {list(proposals.shape)}"
+            )
+        centre_x = 0.5 * (reference_boxes[..., 0] + reference_boxes[..., 2])
+        centre_y = 0.5 * (reference_boxes[..., 1] + reference_boxes[..., 3])
+        distances = torch.stack(
+            (
+                centre_x - proposals[..., 0],
+                centre_y - proposals[..., 1],
+                proposals[..., 2] - centre_x,
+                proposals[..., 3] - centre_y,
+            ),
+            dim=-1,
+        )
+        return distances / self._sizes(reference_boxes) if self.normalize_by_size else distances
+
+    def decode(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+        """Boxes ``[..., 4]`` xyxy from the distances ``rel_codes [..., 4]`` to the centres of ``boxes [..., 4]``."""
+        _check_last_dim(rel_codes, "rel_codes")
+        _check_last_dim(boxes, "boxes")
+        if boxes.shape != rel_codes.shape:
+            raise ValueError(
+                f"rel_codes and boxes: expected one shape, got {list(rel_codes.shape)} and {list(boxes.shape)}"
+            )
+        boxes = boxes.to(dtype=rel_codes.dtype)
+        centre_x = 0.5 * (boxes[..., 0] + boxes[..., 2])
+        centre_y = 0.5 * (boxes[..., 1] + boxes[..., 3])
+        if self.normalize_by_size:
+            rel_codes = rel_codes * self._sizes(boxes)
+        corners = (
+            centre_x - rel_codes[..., 0],
+            centre_y - rel_codes[..., 1],
+            centre_x + rel_codes[..., 2],
+            centre_y + rel_codes[..., 3],
+        )
+        return torch.stack(corners, dim=-1)
