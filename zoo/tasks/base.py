@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from zoo.tasks.optim import param_groups_weight_decay
+from zoo.tasks.optim import param_groups
 
 __all__ = ["TRAIN_LOSS", "Task", "qualified_name"]
 
@@ -34,7 +34,8 @@ class Task(pl.LightningModule):
     :func:`zoo.tasks.schedules.warmup_schedule`, or None) stepped every optimisation step. Subclasses set
     ``default_monitor``, the checkpoint metric used when ``monitor`` is not given, and pass their other
     keyword arguments on here. ``task_name`` is the registry's task (``zoo.model_spec(name).task``) the
-    subclass trains, and ``logged_metrics`` the metric names it logs, which ``monitor`` must be one of."""
+    subclass trains, and ``logged_metrics`` the metric names it logs, which ``monitor`` must be one of.
+    ``backbone_lr_scale`` trains ``model.backbone`` at that fraction of the base rate (``zoo.tasks.optim``)."""
 
     task_name: str
     default_monitor: str
@@ -47,6 +48,7 @@ class Task(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         *,
         skip_norm_and_bias_decay: bool = True,
+        backbone_lr_scale: float = 1.0,
         monitor: str | None = None,
         monitor_mode: str = "max",
     ) -> None:
@@ -57,6 +59,9 @@ class Task(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.skip_norm_and_bias_decay = skip_norm_and_bias_decay
+        self.backbone_lr_scale = backbone_lr_scale
+        if backbone_lr_scale != 1:  # checked now, not at the first step
+            param_groups(model, 1.0, 0.0, backbone_lr_scale=backbone_lr_scale)
         self.monitor = monitor or self.default_monitor
         self.check_metric(self.monitor)
         self.monitor_mode = monitor_mode
@@ -137,8 +142,14 @@ class Task(pl.LightningModule):
             )
 
     def configure_optimizers(self):
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        groups = param_groups_weight_decay(self.model, weight_decay, self.skip_norm_and_bias_decay)
+        settings = getattr(self.optimizer_factory, "keywords", {})
+        groups = param_groups(
+            self.model,
+            settings.get("lr"),
+            settings.get("weight_decay", 0.0),
+            self.skip_norm_and_bias_decay,
+            self.backbone_lr_scale,
+        )
         optimizer = self.optimizer_factory(params=groups)
         # What the config asked for; a resume's checkpoint overwrites the groups, on_train_start puts these back.
         self._configured_groups = [
