@@ -2,11 +2,11 @@
 losses after loading its weights, its anchors, its heads' old and new keys and initialisation; the small variant's
 training step, errors for bad input, and overfitting synthetic scenes."""
 
-import functools
 import math
 
 import pytest
 import torch
+from detection_helpers import assert_detections_equal, assert_losses_equal, n_params, synthetic_batch
 from reference_models import randomize_
 from torch import nn
 from torchvision.models.detection import retinanet as tv_retinanet
@@ -14,7 +14,6 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone as r
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7 as ReferenceLastLevelP6P7
 
 import zoo
-from zoo.data.synthetic import MEAN, STD, render_scenes
 from zoo.models.detection.batching import ImageList
 from zoo.models.detection.retinanet import (
     RetinaNet,
@@ -26,25 +25,6 @@ from zoo.models.detection.retinanet import (
 
 LOSS_KEYS = ["classification", "bbox_regression"]
 SIZE = 64  # min_size = max_size: images of 64 px on their long side keep their size; others are resized
-
-
-def n_params(model: nn.Module, trainable: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
-
-
-def assert_detections_equal(actual: list[dict], expected: list[dict]) -> None:
-    assert len(actual) == len(expected)
-    for ours, theirs in zip(actual, expected, strict=True):
-        assert len(theirs["boxes"]) > 0  # a comparison of empty lists would prove nothing
-        torch.testing.assert_close(ours["boxes"], theirs["boxes"], rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(ours["scores"], theirs["scores"], rtol=0, atol=1e-5)
-        assert torch.equal(ours["labels"], theirs["labels"]) and ours["labels"].dtype == torch.int64
-
-
-def assert_losses_equal(actual: dict, expected: dict) -> None:
-    assert list(actual) == list(expected)
-    for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-6)
 
 
 def reference_backbone():
@@ -170,21 +150,6 @@ def test_head_loads_torchvision_keys_old_and_new_and_is_initialised_as_torchvisi
 def tiny_model() -> RetinaNet:
     torch.manual_seed(0)
     return retinanet_resnet18_fpn(num_classes=11, fpn_out_channels=32)
-
-
-@functools.cache
-def _scenes(num_images: int, size: int, objects: int, seed: int):
-    return render_scenes(num_images, size, objects, generator=torch.Generator().manual_seed(seed))
-
-
-def synthetic_batch(num_images: int = 2, size: int = 64, objects: int = 2, seed: int = 0):
-    scenes = _scenes(num_images, size, objects, seed)
-    images = (scenes.images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    targets = []
-    for boxes, labels in zip(scenes.boxes, scenes.labels, strict=True):
-        visible = boxes.any(dim=1)
-        targets.append({"boxes": boxes[visible], "labels": labels[visible] + 1})
-    return images, targets
 
 
 def test_registered_builders():
