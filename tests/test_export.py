@@ -61,6 +61,8 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 DENSE = zoo.list_models(task="detection") + zoo.list_models(task="segmentation")
 DENSE_HEAVY = {
     "faster_rcnn_resnet50_fpn",
+    "retinanet_resnet50_fpn",
+    "fcos_resnet50_fpn",
     "yolov3",
     "deeplabv3_resnet50",
     "deeplabv3_resnet101",
@@ -72,13 +74,14 @@ DENSE_ONNX_QUICK = {"yolov3_mobilenet_v2"}  # NMS inside the graph; the others u
 
 def _dense_model(name):
     """Random weights, spread out (randomize_) so that scores differ and a mis-ordered detection cannot hide in a
-    tie; YOLO's prediction biases spread further, or every random score sits under its threshold."""
+    tie; the class biases (YOLO's, RetinaNet's, FCOS's) spread further, or every random score sits under its
+    threshold."""
     from reference_models import randomize_
 
     model = randomize_(zoo.create_model(name, num_classes=5)).eval()
     with torch.no_grad():
         for key, value in model.named_parameters():
-            if key.endswith("pred.bias"):
+            if key.endswith(("pred.bias", "cls_logits.bias")):
                 value.normal_(0, 2, generator=torch.Generator().manual_seed(3))
     return model
 

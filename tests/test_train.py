@@ -32,7 +32,10 @@ def test_every_model_trains_through_train(tmp_path, name):
 
 
 # Models whose default input transform would resize the tiny test images to 800 px.
-SMALL_INPUT_OVERRIDES = {"faster_rcnn_resnet50_fpn": ["++model.min_size=64", "++model.max_size=64"]}
+SMALL_INPUT_OVERRIDES = {
+    name: ["++model.min_size=64", "++model.max_size=64"]
+    for name in ("faster_rcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn")
+}
 MONITOR = {"detection": "val/map_50", "segmentation": "val/miou"}
 
 
