@@ -3,6 +3,7 @@
 boxes      formats, areas, IoU / GIoU / DIoU / CIoU (pairwise and paired), clipping, small-box removal
 losses     GIoU / DIoU / CIoU losses, sigmoid focal, smooth L1, CenterNet's heatmap focal loss, soft Dice
 nms        nms, batched_nms, nms_matrix (the same result from matrix ops), soft_nms (linear, Gaussian)
+nms_variants  diou_nms, weighted_nms (box voting), matrix_nms (SOLOv2's parallel score decay)
 roi_pool   roi_pool (RoIPool)
 roi_align  roi_align (RoIAlign: aligned, fixed and adaptive sampling)
 poolers    MultiScaleRoIAlign with the FPN level mapper (map_levels)
@@ -39,6 +40,7 @@ from zoo.ops.losses import (
 )
 from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher
 from zoo.ops.nms import batched_nms, nms, nms_matrix, soft_nms
+from zoo.ops.nms_variants import diou_nms, matrix_nms, weighted_nms
 from zoo.ops.poolers import MultiScaleRoIAlign, map_levels
 from zoo.ops.roi_align import roi_align
 from zoo.ops.roi_pool import roi_pool
@@ -60,6 +62,7 @@ __all__ = [
     "complete_box_iou",
     "complete_box_iou_loss",
     "dice_loss",
+    "diou_nms",
     "distance_box_iou",
     "distance_box_iou_loss",
     "draw_gaussian",
@@ -70,6 +73,7 @@ __all__ = [
     "kmeans_anchors",
     "linear_sum_assignment",
     "map_levels",
+    "matrix_nms",
     "paired_box_iou",
     "nms",
     "nms_matrix",
@@ -79,5 +83,6 @@ __all__ = [
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "soft_nms",
+    "weighted_nms",
     "wh_iou",
 ]
