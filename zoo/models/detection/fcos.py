@@ -148,8 +148,6 @@ class FCOS(RetinaNet):
     docstring). Arguments and defaults are torchvision's ``FCOS``'s; ``anchor_generator`` must give one anchor
     per cell, whose size (the level's stride) sets the level's size range and sampling radius."""
 
-    loss_keys = ("classification", "bbox_regression", "bbox_ctrness")
-
     def __init__(
         self,
         backbone: nn.Module,
@@ -182,7 +180,7 @@ class FCOS(RetinaNet):
         if isinstance(center_sampling_radius, bool) or not center_sampling_radius > 0:
             raise ValueError(f"center_sampling_radius: expected a positive number, got {center_sampling_radius!r}")
         self.center_sampling_radius = float(center_sampling_radius)
-        self.proposal_matcher = None
+        self.proposal_matcher = None  # points are assigned by centre sampling (match), not by IoU
         self.box_coder = BoxLinearCoder(normalize_by_size=True)
 
     @staticmethod

@@ -218,11 +218,10 @@ class RetinaNet(nn.Module):
     resizing off and ``image_mean=image_std=None`` normalisation off. ``forward(images, targets=None)``: a loss
     dict in training, ``[{"boxes" [D, 4] xyxy in input pixels, "scores" [D], "labels" [D] int64}]`` in evaluation.
 
-    The one-stage machinery (transform, head, anchors, candidate selection) is shared with FCOS, which overrides
-    the anchors' default, :meth:`compute_loss`, :meth:`class_scores` and :meth:`decode_boxes`.
+    The one-stage path (transform, backbone, head, anchors, candidate selection) is shared with FCOS, which
+    overrides the defaults (:meth:`default_anchor_generator`, :meth:`default_head`), the assignment
+    (:meth:`match`), :meth:`compute_loss`, :meth:`class_scores` and :meth:`decode_boxes`.
     """
-
-    loss_keys = ("classification", "bbox_regression")
 
     def __init__(
         self,
