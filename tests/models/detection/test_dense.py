@@ -11,7 +11,7 @@ from torchvision.models.detection import _utils as tv_det_utils
 from torchvision.models.detection.retinanet import RetinaNet as ReferenceRetinaNet
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
-from zoo.models.detection.dense import Candidates, flatten_levels, select_detections, top_candidates
+from zoo.models.detection.dense import Candidates, clip_to_images, flatten_levels, select_detections, top_candidates
 
 LEVELS = [(6, 5), (3, 3), (2, 1)]  # (H, W) per level
 
@@ -137,3 +137,14 @@ def test_selection_is_torchvision_retinanet_postprocessing():
         assert len(theirs["boxes"]) == 15
         for key in ("boxes", "scores", "labels"):
             assert torch.equal(found[key], theirs[key]), key
+
+
+def test_clip_to_images_clips_each_box_to_its_own_image_as_torchvision():
+    generator = torch.Generator().manual_seed(0)
+    boxes = torch.rand(30, 4, generator=generator) * 120 - 20
+    image = torch.randint(0, 3, (30,), generator=generator)
+    sizes = [(64, 48), (30, 90), (100, 100)]
+    expected = torch.empty_like(boxes)
+    for index, size in enumerate(sizes):
+        expected[image == index] = torchvision.ops.clip_boxes_to_image(boxes[image == index], size)
+    assert torch.equal(clip_to_images(boxes, image, sizes), expected)

@@ -10,6 +10,7 @@ Selection, per image, from scores ``[N, P, C]`` (every (prediction, class) pair 
 torchvision's RetinaNet and FCOS):
 
     candidates   the ``topk`` best pairs of each level (or of all levels), of those scoring above ``score_thresh``
+    clip         each candidate's box to its own image, x in [0, W_i], y in [0, H_i]
     NMS          class-wise (boxes of different classes never suppress each other), IoU above ``nms_thresh``
                  suppressed: ``zoo.ops.nms.batched_nms``, torchvision's conventions
     keep         the ``detections_per_img`` best, by decreasing score
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from zoo.ops.nms import batched_nms
 
-__all__ = ["Candidates", "flatten_levels", "per_image", "select_detections", "top_candidates"]
+__all__ = ["Candidates", "clip_to_images", "flatten_levels", "per_image", "select_detections", "top_candidates"]
 
 
 def flatten_levels(outputs: Sequence[Tensor], num_values: int) -> Tensor:
@@ -72,6 +73,13 @@ def top_candidates(
     image = torch.arange(num_images, device=scores.device)[:, None].expand_as(top_index)[keep]
     top_index = top_index[keep]
     return Candidates(image, top_index // num_classes, top_index % num_classes, top_scores[keep])
+
+
+def clip_to_images(boxes: Tensor, image: Tensor, image_sizes: Sequence[tuple[int, int]]) -> Tensor:
+    """xyxy ``boxes [M, 4]`` clipped to the images they belong to (``image [M]`` indexes ``image_sizes``, each
+    ``(H, W)``), as ``zoo.ops.boxes.clip_boxes_to_image`` clips one image's."""
+    limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
+    return torch.minimum(boxes.clamp(min=0), limits[image])
 
 
 def per_image(boxes: Tensor, candidates: Candidates, num_images: int) -> list[dict[str, Tensor]]:

@@ -59,7 +59,7 @@ from zoo.weights import nest_reference_renames
 
 from .backbone import BackboneWithFPN, backbone_with_fpn, resnet_fpn_backbone
 from .batching import as_image_list
-from .dense import flatten_levels, select_detections, top_candidates
+from .dense import clip_to_images, flatten_levels, select_detections, top_candidates
 from .faster_rcnn import DEFAULT_ASPECT_RATIOS, SMALL_IMAGE_ANCHOR_SIZES
 from .targets import check_detection_targets
 from .transform import IMAGENET_MEAN, IMAGENET_STD, GeneralizedRCNNTransform
@@ -374,8 +374,7 @@ class RetinaNet(nn.Module):
         candidates = top_candidates(scores, self.topk_candidates, self.score_thresh, level_sizes)
         codes = head_outputs["bbox_regression"][candidates.image, candidates.prediction]
         boxes = self.decode_boxes(codes, torch.stack(list(anchors))[candidates.image, candidates.prediction])
-        limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
-        boxes = torch.minimum(boxes.clamp(min=0), limits[candidates.image])
+        boxes = clip_to_images(boxes, candidates.image, image_sizes)
         return select_detections(
             boxes, candidates, len(image_sizes), scores.shape[-1], self.nms_thresh, self.detections_per_img
         )

@@ -30,7 +30,7 @@ from zoo.ops.anchors import kmeans_anchors
 from zoo.registry import create_model, model_task, register_model
 
 from .batching import batch_images
-from .dense import flatten_levels, select_detections, top_candidates
+from .dense import clip_to_images, flatten_levels, select_detections, top_candidates
 from .targets import check_detection_targets
 from .yolov3_decode import decode_boxes, decode_scores, grid_sizes
 from .yolov3_head import YOLOv3Head
@@ -202,9 +202,7 @@ class YOLOv3(nn.Module):
         boxes, scores = self.decode(raw_outputs, input_size)
         # Multi-label: every (box, class) pair is a candidate; the best few per image go on to NMS.
         candidates = top_candidates(scores, self.topk_candidates, self.score_thresh)
-        limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
-        candidate_boxes = boxes[candidates.image, candidates.prediction].clamp(min=0)
-        candidate_boxes = torch.minimum(candidate_boxes, limits[candidates.image])
+        candidate_boxes = clip_to_images(boxes[candidates.image, candidates.prediction], candidates.image, image_sizes)
         return select_detections(
             candidate_boxes, candidates, len(boxes), self.num_classes, self.nms_thresh, self.detections_per_img
         )
