@@ -61,8 +61,8 @@ from .retinanet import (
     SMALL_IMAGE_DEFAULTS,
     RetinaNet,
     RetinaNetClassificationHead,
-    _prediction_conv,
     conv_tower,
+    prediction_conv,
     small_image_backbone,
 )
 
@@ -105,8 +105,8 @@ class FCOSRegressionHead(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = conv_tower(in_channels, num_convs, _group_norm if norm_layer is None else norm_layer, bias=True)
-        self.bbox_reg = _prediction_conv(in_channels, 4 * num_anchors)
-        self.bbox_ctrness = _prediction_conv(in_channels, num_anchors)
+        self.bbox_reg = prediction_conv(in_channels, 4 * num_anchors)
+        self.bbox_ctrness = prediction_conv(in_channels, num_anchors)
         self.reference_renames = _flat_tower_renames(num_convs)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:

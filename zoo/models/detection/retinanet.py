@@ -66,14 +66,17 @@ from .transform import IMAGENET_MEAN, IMAGENET_STD, GeneralizedRCNNTransform
 
 __all__ = [
     "PRIOR_PROBABILITY",
+    "SMALL_IMAGE_DEFAULTS",
     "RetinaNet",
     "RetinaNetClassificationHead",
     "RetinaNetHead",
     "RetinaNetRegressionHead",
     "conv_tower",
     "octave_anchor_sizes",
+    "prediction_conv",
     "retinanet_resnet18_fpn",
     "retinanet_resnet50_fpn",
+    "small_image_backbone",
 ]
 
 RETINANET_PAPER = "Lin et al. 2017, Focal Loss for Dense Object Detection, arXiv:1708.02002"
@@ -120,7 +123,8 @@ def conv_tower(
     return tower
 
 
-def _prediction_conv(channels: int, outputs: int, bias: float = 0.0) -> nn.Conv2d:
+def prediction_conv(channels: int, outputs: int, bias: float = 0.0) -> nn.Conv2d:
+    """The 3×3 conv (with bias) that ends a branch: weights from N(0, 0.01²), the bias at ``bias``."""
     conv = nn.Conv2d(channels, outputs, 3, padding=1)
     nn.init.normal_(conv.weight, std=0.01)
     nn.init.constant_(conv.bias, bias)
@@ -158,7 +162,7 @@ class RetinaNetClassificationHead(nn.Module):
         self.num_anchors = _check_count(num_anchors, "num_anchors")
         self.conv = conv_tower(in_channels, num_convs, norm_layer, conv_bias)
         prior_logit = -math.log((1 - prior_probability) / prior_probability)
-        self.cls_logits = _prediction_conv(in_channels, num_anchors * num_classes, prior_logit)
+        self.cls_logits = prediction_conv(in_channels, num_anchors * num_classes, prior_logit)
         self.reference_renames = _tower_renames(num_convs)
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
@@ -177,7 +181,7 @@ class RetinaNetRegressionHead(nn.Module):
         super().__init__()
         self.num_anchors = _check_count(num_anchors, "num_anchors")
         self.conv = conv_tower(in_channels, num_convs, norm_layer)
-        self.bbox_reg = _prediction_conv(in_channels, 4 * num_anchors)
+        self.bbox_reg = prediction_conv(in_channels, 4 * num_anchors)
         self.reference_renames = _tower_renames(num_convs)
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
