@@ -21,14 +21,19 @@ def reference_source(name: str) -> tuple[str, str] | None:
 
 
 def reference_label(name: str) -> str:
-    """How the README names the counterpart: ``torchvision `resnet50```, ``timm `mobilenetv1_100` ×0.25``, or
-    the paper where there is none."""
+    """How the README names the counterpart: ``torchvision `resnet50```, ``timm `mobilenetv1_100` ×0.25``,
+    ``smp `Unet` (resnet34)``, or the paper where there is none."""
     spec = model_spec(name)
     if spec.reference is None:
         return f"paper: {spec.paper}" if spec.paper else "–"
     library, reference_name = spec.reference
     width = spec.reference_kwargs.get("channel_multiplier")
-    return f"{library} `{reference_name}`" + (f" ×{width:g}" if width is not None else "")
+    encoder = spec.reference_kwargs.get("encoder_name")  # smp: the architecture, then the encoder it is built on
+    return (
+        f"{library} `{reference_name}`"
+        + (f" ×{width:g}" if width is not None else "")
+        + (f" ({encoder})" if encoder is not None else "")
+    )
 
 
 def build_reference(name: str, **kwargs) -> nn.Module:

@@ -25,6 +25,7 @@ from zoo.layers.inception import (
 )
 from zoo.layers.inverted_residual import DepthwiseSeparableConv, InvertedResidual
 from zoo.layers.positional import LearnedPositionEmbedding, SinePositionEmbedding2d, SinusoidalPositionalEncoding
+from zoo.layers.pyramid_pooling import PyramidPooling
 from zoo.layers.residual import BasicBlock, Bottleneck
 from zoo.layers.shuffle import ShuffleV2Block, channel_shuffle
 from zoo.layers.squeeze_excite import SqueezeExcite
@@ -45,7 +46,7 @@ from zoo.layers.transformer import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
-from zoo.layers.unet import DoubleConv, Down, OutConv, Up
+from zoo.layers.unet import DoubleConv, Down, OutConv, UnetDecoderBlock, Up
 from zoo.layers.vit import ViTBlock, ViTEmbedding, ViTPatchEmbed, resample_pos_embed
 from zoo.layers.xception import SeparableConv2d, XceptionBlock
 
@@ -85,10 +86,12 @@ __all__ = [
     "LastLevelP6P7",
     "LearnedPositionEmbedding",
     "OutConv",
+    "PyramidPooling",
     "SeparableConv2d",
     "SinePositionEmbedding2d",
     "SinusoidalPositionalEncoding",
     "ShuffleV2Block",
+    "UnetDecoderBlock",
     "Up",
     "XceptionBlock",
     "channel_shuffle",

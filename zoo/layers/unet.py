@@ -7,6 +7,9 @@ Segmentation", arXiv:1505.04597), in the padded form most implementations use (e
     Up(C_in, C_skip, C_out)         ×2 upsampling of the deeper map, padded to the skip's size, [skip, up]
                                     concatenated on channels, DoubleConv(C_cat, C_out, C_mid)
     OutConv(C_in, K)                1×1 conv with bias to K class logits
+    UnetDecoderBlock(C_in, C_skip, C_out)
+                                    segmentation_models_pytorch's decoder stage: nearest-neighbour resize of the
+                                    deeper map to a given size, [up, skips] concatenated (up first), DoubleConv
 
 Up's upsampling is either a 2×2 stride-2 transposed conv halving the channels (C_cat = ⌊C_in/2⌋ + C_skip,
 C_mid = C_out), or, with ``bilinear=True``, parameter-free bilinear ×2 with ``align_corners=True`` as the
@@ -19,9 +22,12 @@ Parameters (BN adds 2 per channel: γ, β) and multiply-adds on an H×W output:
     Up          DoubleConv(C_cat, C_out, C_mid), plus the transposed conv's 4·C_in·⌊C_in/2⌋ + ⌊C_in/2⌋ params
                 and (H/2)·(W/2)·4·C_in·⌊C_in/2⌋ MACs
     OutConv     params = C_in·K + K,   MACs = H·W·C_in·K
+    UnetDecoderBlock  DoubleConv(C_in + C_skip, C_out): params = 9·(C_in + C_skip)·C_out + 9·C_out² + 4·C_out
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -29,7 +35,7 @@ from torch import nn
 
 from zoo.layers.conv_norm_act import ConvNormAct
 
-__all__ = ["DoubleConv", "Down", "OutConv", "Up", "pad_to_size"]
+__all__ = ["DoubleConv", "Down", "OutConv", "UnetDecoderBlock", "Up", "pad_to_size"]
 
 
 def _check_channels(**channels: int) -> None:
@@ -125,3 +131,29 @@ class OutConv(nn.Conv2d):
     def __init__(self, in_channels: int, num_classes: int) -> None:
         _check_channels(in_channels=in_channels, num_classes=num_classes)
         super().__init__(in_channels, num_classes, kernel_size=1)
+
+
+class UnetDecoderBlock(nn.Module):
+    """One decoder stage of segmentation_models_pytorch's U-Net and U-Net++: ``forward(x, size, skips)`` resizes
+    ``x`` to ``size`` by nearest-neighbour interpolation, concatenates ``[x, *skips]`` on channels (the upsampled
+    map first, unlike :class:`Up`) and applies ``conv`` (DoubleConv, C_in + C_skip → C_out).
+
+    ``skip_channels`` is the channel total of the skips (0: a stage without one). Resizing to a size rather than
+    by ×2 lets the U-Net follow an encoder's rounded-up odd sizes; at an even size the two are the same.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        _check_channels(in_channels=in_channels, out_channels=out_channels)
+        if isinstance(skip_channels, bool) or not isinstance(skip_channels, int) or skip_channels < 0:
+            raise ValueError(f"skip_channels must be an int >= 0 (0: no skip), got {skip_channels!r}")
+        self.skip_channels = skip_channels
+        self.conv = DoubleConv(in_channels + skip_channels, out_channels)
+
+    def forward(
+        self, x: torch.Tensor, size: tuple[int, int] | torch.Size, skips: Sequence[torch.Tensor] = ()
+    ) -> torch.Tensor:
+        x = F.interpolate(x, size=tuple(size), mode="nearest")
+        if skips:
+            x = torch.cat([x, *skips], dim=1)
+        return self.conv(x)

@@ -2,10 +2,10 @@
 
 from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, swin, vgg, vit, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
-from zoo.models.detection import centernet, detr, faster_rcnn, fcos, retinanet, yolov3
+from zoo.models.detection import centernet, detr, faster_rcnn, fcos, mask_rcnn, retinanet, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
-from zoo.models.segmentation import deeplab, fcn, lraspp, unet
+from zoo.models.segmentation import deeplab, fcn, lraspp, pspnet_smp, semantic_fpn, unet, unetplusplus
 
 __all__ = [
     "FeatureInfo",
@@ -22,12 +22,16 @@ __all__ = [
     "fcos",
     "inception",
     "lraspp",
+    "mask_rcnn",
     "mobilenet",
+    "pspnet_smp",
     "resnet",
     "retinanet",
+    "semantic_fpn",
     "shufflenet",
     "swin",
     "unet",
+    "unetplusplus",
     "vgg",
     "vit",
     "xception",

@@ -1,6 +1,7 @@
-"""U-Net and the backbone U-Net: parameter counts against closed forms written from the reference U-Net's layer
-table (milesial/Pytorch-UNet), output sizes for odd and even inputs, encoder weights against torchvision's ResNet-34
-stage outputs, input checking, and overfitting a few synthetic images."""
+"""U-Net and the backbone U-Net (over ResNet-34 here, as unet_mobilenet_v2 over MobileNetV2; the registered
+unet_resnet34 is smp's U-Net, tested in test_smp.py): parameter counts against closed forms written from the
+reference U-Net's layer table (milesial/Pytorch-UNet), output sizes for odd and even inputs, encoder weights
+against torchvision's ResNet-34 stage outputs, input checking, and overfitting a few synthetic images."""
 
 import pytest
 import torch
@@ -116,24 +117,24 @@ def resnet34_decoder_params(num_classes, bilinear):
 
 @pytest.fixture(scope="module")
 def resnet34_unets():
-    """One unet_resnet34 per upsampling mode (building ResNet-34 is the slow part), in eval mode."""
+    """One backbone U-Net over ResNet-34 per upsampling mode (building ResNet-34 is the slow part), in eval mode."""
     return {
-        bilinear: zoo.create_model("unet_resnet34", num_classes=7, bilinear=bilinear).eval()
+        bilinear: BackboneUNet.from_backbone("resnet34", num_classes=7, bilinear=bilinear).eval()
         for bilinear in (False, True)
     }
 
 
 @pytest.mark.parametrize("bilinear", [False, True])
-def test_unet_resnet34_parameter_count(bilinear):
+def test_backbone_unet_resnet34_parameter_count(bilinear):
     with torch.device("meta"):
-        model = zoo.create_model("unet_resnet34", num_classes=7, bilinear=bilinear)
+        model = BackboneUNet.from_backbone("resnet34", num_classes=7, bilinear=bilinear)
         encoder = n_params(reference_model("resnet34")) - RESNET34_FC
     assert n_params(model.encoder) == encoder
     assert n_params(model) == encoder + resnet34_decoder_params(7, bilinear)
 
 
 @pytest.mark.parametrize("bilinear", [False, True])
-def test_unet_resnet34_output_has_the_input_size(resnet34_unets, bilinear):
+def test_backbone_unet_resnet34_output_has_the_input_size(resnet34_unets, bilinear):
     for size in [(33, 47), (64, 64), (31, 1)]:
         with torch.no_grad():
             out = resnet34_unets[bilinear](torch.randn(1, 3, *size))
@@ -148,7 +149,7 @@ def test_unet_mobilenet_v2_output_has_the_input_size():
         assert model(torch.randn(1, 3, 35, 30))["out"].shape == (1, 4, 35, 30)
 
 
-def test_unet_resnet34_encoder_loads_torchvision_weights(resnet34_unets):
+def test_backbone_unet_resnet34_encoder_loads_torchvision_weights(resnet34_unets):
     reference = randomize_(reference_model("resnet34")).eval()
     model = resnet34_unets[True]
     zoo.load_reference_weights(model.encoder, reference.state_dict())

@@ -1,5 +1,6 @@
-"""U-Net (Ronneberger, Fischer & Brox, 2015, arXiv:1505.04597) in the padded form of milesial/Pytorch-UNet, and a
-U-Net decoder over any registered classifier's feature stages. Blocks are in :mod:`zoo.layers.unet`.
+"""U-Net (Ronneberger, Fischer & Brox, 2015, arXiv:1505.04597) in the padded form of milesial/Pytorch-UNet, the
+U-Net of segmentation_models_pytorch (smp) over a ResNet, and a U-Net decoder over any registered classifier's
+feature stages. Blocks are in :mod:`zoo.layers.unet`.
 
 UNet, widths w_i = base_width · 2^i (64, 128, 256, 512, 1024), f = 2 with bilinear upsampling, else 1:
 
@@ -20,7 +21,23 @@ transposed convs, 17,263,042 with bilinear upsampling.
 BackboneUNet: the encoder is ``create_model(backbone, features_only=True)``; with R the deepest reduction, log2 R
 decoder stages each upsample ×2 (Up, bilinear by default) and concatenate the deepest encoder map at the reduction
 they reach, if there is one (ResNet has none at 2 and 1), then a 1×1 conv gives the logits, resized bilinearly
-(align_corners=False) to the input when the encoder rounded odd sizes up.
+(align_corners=False) to the input when the encoder rounded odd sizes up. ``unet_mobilenet_v2`` is built so.
+
+smp's U-Net (``unet_resnet34`` = ``smp.Unet("resnet34", classes=21)``; the encoder, the head and the size rules
+are in :mod:`zoo.models.segmentation.encoder_decoder`): over the encoder maps [x, f1 … f5] (ResNet-34: 3, 64, 64,
+128, 256, 512 channels at strides 1 … 32), five UnetDecoderBlocks with D = decoder_channels (256, 128, 64, 32, 16):
+
+    stage s = 0 … 4:   resize (nearest) to the size of f_{4−s} (the input's at s = 4)
+                       → concat f_{4−s} (no skip at s = 4) → DoubleConv → D_s channels
+    head               3×3 conv (bias) D_4 → K
+
+    decoder params = Σ_s [9·(C_in,s + C_skip,s)·D_s + 9·D_s² + 4·D_s],  C_in = (C_f5, D_0 … D_3),
+                     C_skip = (C_f4, C_f3, C_f2, C_f1, 0)
+    ResNet-34, K = 21: encoder 21,284,672 (torchvision's 21,797,672 less the 512·1000 + 1000 classifier)
+                       + decoder 3,151,552 + head 9·16·21 + 21 = 3,045  →  24,439,269
+
+Each stage resizes to the map it joins, so any H×W comes back at H×W (the stride-2 convolutions round odd sizes
+up, the resizing follows them), as in smp.
 """
 
 from __future__ import annotations
@@ -32,21 +49,24 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from zoo.layers.unet import DoubleConv, Down, OutConv, Up
+from zoo.layers.unet import DoubleConv, Down, OutConv, UnetDecoderBlock, Up
 from zoo.models.base import FeatureInfo, check_image_batch
 from zoo.models.features import FeatureListNet
+from zoo.models.segmentation.encoder_decoder import (
+    SMP_RESNET34,
+    EncoderDecoder,
+    ResNetEncoder,
+    SegmentationHead,
+    check_decoder_channels,
+    check_positive_int,
+)
 from zoo.registry import create_model, register_model
 
-__all__ = ["BackboneUNet", "UNet"]
+__all__ = ["BackboneUNet", "UNet", "UnetDecoder"]
 
 UNET_PAPER = "Ronneberger et al. 2015, U-Net, arXiv:1505.04597"
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_bool(name: str, value: object) -> None:
@@ -62,7 +82,7 @@ class UNet(nn.Module):
     def __init__(self, num_classes: int = 2, in_chans: int = 3, base_width: int = 64, bilinear: bool = False) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("in_chans", in_chans), ("base_width", base_width)):
-            _check_positive(name, value)
+            check_positive_int(name, value)
         _check_bool("bilinear", bilinear)
         self.num_classes, self.in_chans, self.bilinear = num_classes, in_chans, bilinear
         w0, w1, w2, w3, w4 = (base_width * 2**level for level in range(5))
@@ -130,7 +150,7 @@ class BackboneUNet(nn.Module):
         super().__init__()
         if not isinstance(getattr(encoder, "feature_info", None), FeatureInfo):
             raise TypeError(f"encoder must be a features_only model with feature_info, got {type(encoder).__name__}")
-        _check_positive("num_classes", num_classes)
+        check_positive_int("num_classes", num_classes)
         _check_bool("bilinear", bilinear)
         channels, reductions = encoder.feature_info.channels(), encoder.feature_info.reduction()
         num_stages = _check_reductions(reductions)
@@ -143,7 +163,7 @@ class BackboneUNet(nn.Module):
                 f"{reductions[-1]}, got {len(decoder_channels)} ({decoder_channels})"
             )
         for width in decoder_channels:
-            _check_positive("each decoder_channels entry", width)
+            check_positive_int("each decoder_channels entry", width)
         self.num_classes, self.in_chans = num_classes, encoder.in_chans
         self.encoder = encoder
         self.skip_indices = _skip_plan(reductions, num_stages)
@@ -183,24 +203,44 @@ class BackboneUNet(nn.Module):
         return {"out": logits}
 
 
+class UnetDecoder(nn.Module):
+    """smp's U-Net decoder over an encoder's maps ``[x, f1, …, fn]``; see the module docstring.
+
+    ``encoder_channels`` are the channels of those maps (the input's first); ``decoder_channels`` one width per
+    stage, n of them. ``forward(features)`` returns the last stage's map, at the input's size.
+    """
+
+    # smp's DoubleConv halves are Sequentials (conv, BN, ReLU) named conv1 and conv2 directly in the block.
+    reference_renames = [
+        (r"^blocks\.(\d+)\.conv(\d)\.0\.", r"blocks.\1.conv.conv\2.conv."),
+        (r"^blocks\.(\d+)\.conv(\d)\.1\.", r"blocks.\1.conv.conv\2.bn."),
+    ]
+
+    def __init__(self, encoder_channels: Sequence[int], decoder_channels: Sequence[int] = DECODER_CHANNELS) -> None:
+        super().__init__()
+        deepest_first = list(encoder_channels[1:])[::-1]  # the input is no skip
+        widths = check_decoder_channels(decoder_channels, len(deepest_first))
+        in_channels = [deepest_first[0], *widths[:-1]]
+        skip_channels = [*deepest_first[1:], 0]
+        self.out_channels = widths[-1]
+        self.blocks = nn.ModuleList(
+            UnetDecoderBlock(c_in, c_skip, c_out)
+            for c_in, c_skip, c_out in zip(in_channels, skip_channels, widths, strict=True)
+        )
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        maps = list(features[1:])[::-1]
+        sizes = [feature.shape[-2:] for feature in features][::-1]  # deepest first, the input's last
+        x = maps[0]
+        for stage, block in enumerate(self.blocks):
+            x = block(x, sizes[stage + 1], maps[stage + 1 : stage + 2])  # no skip after the shallowest map
+        return x
+
+
 @register_model(task="segmentation", input_size=572, min_input_size=16, paper=UNET_PAPER)
 def unet(*, num_classes: int = 2, in_chans: int = 3, base_width: int = 64, bilinear: bool = False) -> UNet:
     """The padded U-Net of milesial/Pytorch-UNet (31.0M parameters; 17.3M with ``bilinear=True``)."""
     return UNet(num_classes=num_classes, in_chans=in_chans, base_width=base_width, bilinear=bilinear)
-
-
-@register_model(task="segmentation", input_size=512, paper=UNET_PAPER)
-def unet_resnet34(
-    *,
-    num_classes: int = 21,
-    in_chans: int = 3,
-    decoder_channels: Sequence[int] = DECODER_CHANNELS,
-    bilinear: bool = True,
-) -> BackboneUNet:
-    """U-Net decoder over ResNet-34's layer1..layer4 (strides 4..32; the two last stages have no skip)."""
-    return BackboneUNet.from_backbone(
-        "resnet34", num_classes=num_classes, in_chans=in_chans, decoder_channels=decoder_channels, bilinear=bilinear
-    )
 
 
 @register_model(task="segmentation", input_size=512, paper=UNET_PAPER)
@@ -215,3 +255,18 @@ def unet_mobilenet_v2(
     return BackboneUNet.from_backbone(
         "mobilenet_v2", num_classes=num_classes, in_chans=in_chans, decoder_channels=decoder_channels, bilinear=bilinear
     )
+
+
+@register_model(
+    task="segmentation", input_size=512, reference="smp:Unet", reference_kwargs=SMP_RESNET34, paper=UNET_PAPER
+)
+def unet_resnet34(
+    *, num_classes: int = 21, in_chans: int = 3, decoder_channels: Sequence[int] = DECODER_CHANNELS
+) -> EncoderDecoder:
+    """smp's ``Unet("resnet34", classes=num_classes)``: the U-Net decoder over ResNet-34's stem and four stages
+    (24,439,269 parameters at 21 classes); any input size."""
+    check_positive_int("num_classes", num_classes)  # before the encoder is built
+    encoder = ResNetEncoder("resnet34", in_chans=in_chans)
+    decoder = UnetDecoder(encoder.out_channels, decoder_channels)
+    head = SegmentationHead(decoder.out_channels, num_classes, kernel_size=3)
+    return EncoderDecoder(encoder, decoder, head, name="Unet")
