@@ -81,7 +81,7 @@ SMALL_IMAGE_DEFAULTS = {
 SMALL_IMAGE_ANCHOR_SIZES = (16, 32, 64, 128, 256)
 
 
-def _pyramid_names(backbone: nn.Module) -> list[str]:
+def pyramid_names(backbone: nn.Module) -> list[str]:
     """The FPN levels the RoIs are pooled from: the body's stages "0".."k-1" (not the extra "pool" level)."""
     if isinstance(backbone, BackboneWithFPN):
         return [str(index) for index in range(len(backbone.body.feature_info.channels()))]
@@ -162,7 +162,7 @@ class FasterRCNN(nn.Module):
             rpn_score_thresh,
         )
         if box_roi_pool is None:
-            box_roi_pool = MultiScaleRoIAlign(_pyramid_names(backbone), output_size=7, sampling_ratio=2)
+            box_roi_pool = MultiScaleRoIAlign(pyramid_names(backbone), output_size=7, sampling_ratio=2)
         if box_head is None:
             pooled_height, pooled_width = box_roi_pool.output_size
             box_head = TwoMLPHead(out_channels * pooled_height * pooled_width, representation_size)
@@ -193,6 +193,7 @@ class FasterRCNN(nn.Module):
         images = as_image_list(images)
         for image in images:  # the channels are checked against the normalisation by the transform
             check_image_batch(image.unsqueeze(0), image.shape[0], type(self).__name__, next(self.parameters()).dtype)
+        original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         if self.training:
             device, name = images[0].device, type(self).__name__
             targets = check_detection_targets(
@@ -203,10 +204,10 @@ class FasterRCNN(nn.Module):
                 model_name=name,
                 positive_size=True,
                 background_label=0,
+                mask_sizes=original_sizes,
             )
         else:
             targets = None
-        original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         batch, targets = self.transform(images, targets)
         features = self.backbone(batch.tensors)
         if isinstance(features, Tensor):
@@ -224,16 +225,18 @@ def _small_image_model(
     anchor_sizes: Sequence[float],
     aspect_ratios: Sequence[float],
     kwargs: dict,
+    model_class: type[FasterRCNN] | None = None,
 ) -> FasterRCNN:
-    """Faster R-CNN with ``SMALL_IMAGE_DEFAULTS`` under ``kwargs``, and one anchor size per FPN level."""
-    levels = len(_pyramid_names(backbone)) + 1  # + the FPN's "pool" level
+    """Faster R-CNN (or ``model_class``, a subclass) with ``SMALL_IMAGE_DEFAULTS`` under ``kwargs``, and one
+    anchor size per FPN level."""
+    levels = len(pyramid_names(backbone)) + 1  # + the FPN's "pool" level
     if isinstance(anchor_sizes, (str, bytes)) or len(anchor_sizes) != levels:
         raise ValueError(f"anchor_sizes: expected one size per FPN level ({levels}), got {anchor_sizes!r}")
     kwargs.setdefault(
         "rpn_anchor_generator",
         AnchorGenerator(tuple((size,) for size in anchor_sizes), (tuple(aspect_ratios),) * levels),
     )
-    return FasterRCNN(backbone, num_classes, **{**SMALL_IMAGE_DEFAULTS, **kwargs})
+    return (model_class or FasterRCNN)(backbone, num_classes, **{**SMALL_IMAGE_DEFAULTS, **kwargs})
 
 
 @register_model(

@@ -20,6 +20,9 @@ is torchvision's choice).
 Inference, per image: softmax over the classes, decode each class's box, clip to the image, drop the
 background column, scores ≤ ``score_thresh`` (0.05) and boxes under 1e-2 pixels, NMS at ``nms_thresh`` (0.5)
 within each class, and keep the ``detections_per_img`` (100) best.
+
+With a mask branch (``mask_roi_pool``, ``mask_head``, ``mask_predictor``: Mask R-CNN, see mask_head.py) the
+positive sampled proposals also give ``loss_mask`` in training, and the detections ``masks`` in eval.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from zoo.ops.losses import smooth_l1_loss
 from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher
 from zoo.ops.nms import batched_nms
 from zoo.ops.poolers import MultiScaleRoIAlign
+
+from .mask_head import mask_probabilities, maskrcnn_loss
 
 __all__ = ["FastRCNNPredictor", "RoIHeads", "TwoMLPHead", "fastrcnn_loss"]
 
@@ -88,7 +93,9 @@ class RoIHeads(nn.Module):
 
     ``forward(features, proposals, image_shapes, targets=None)`` returns ``(detections, losses)``: in eval
     ``[{"boxes", "labels", "scores"}]`` per image (boxes in the resized image's pixels) and ``{}``, in training
-    ``[]`` and ``{"loss_classifier", "loss_box_reg"}``. Arguments and defaults are torchvision's.
+    ``[]`` and ``{"loss_classifier", "loss_box_reg"}``. Arguments and defaults are torchvision's. Setting
+    ``mask_roi_pool``, ``mask_head`` and ``mask_predictor`` (None here, as torchvision's) adds the mask branch:
+    ``"masks" [D, 1, M, M]`` probabilities in eval, ``"loss_mask"`` in training (targets then need ``"masks"``).
     """
 
     def __init__(
@@ -115,6 +122,12 @@ class RoIHeads(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
+        self.mask_roi_pool: MultiScaleRoIAlign | None = None
+        self.mask_head: nn.Module | None = None
+        self.mask_predictor: nn.Module | None = None
+
+    def has_mask(self) -> bool:
+        return self.mask_predictor is not None
 
     def forward(
         self,
@@ -126,15 +139,50 @@ class RoIHeads(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("targets: RoIHeads in training mode needs one {'boxes', 'labels'} dict per image")
-            proposals, labels, regression_targets = self.select_training_samples(proposals, targets)
+            proposals, matched, labels, regression_targets = self.select_training_samples(proposals, targets)
         pooled = self.box_roi_pool(features, list(proposals), image_shapes)
         class_logits, box_regression = self.box_predictor(self.box_head(pooled))
         if self.training:
             loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
-            return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+            losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+            if self.has_mask():
+                losses["loss_mask"] = self.mask_loss(features, proposals, matched, labels, image_shapes, targets)
+            return [], losses
         boxes, scores, labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
         detections = [{"boxes": b, "labels": lab, "scores": s} for b, s, lab in zip(boxes, scores, labels, strict=True)]
+        if self.has_mask():
+            mask_logits = self.mask_logits(features, boxes, image_shapes)
+            for detection, masks in zip(detections, mask_probabilities(mask_logits, labels), strict=True):
+                detection["masks"] = masks
         return detections, {}
+
+    def mask_logits(
+        self, features: Mapping[str, Tensor], boxes: Sequence[Tensor], image_shapes: Sequence[tuple[int, int]]
+    ) -> Tensor:
+        """The mask branch's ``[R, K, M, M]`` logits for the boxes of every image."""
+        return self.mask_predictor(self.mask_head(self.mask_roi_pool(features, list(boxes), image_shapes)))
+
+    def mask_loss(
+        self,
+        features: Mapping[str, Tensor],
+        proposals: Sequence[Tensor],
+        matched: Sequence[Tensor],
+        labels: Sequence[Tensor],
+        image_shapes: Sequence[tuple[int, int]],
+        targets: Sequence[dict[str, Tensor]],
+    ) -> Tensor:
+        """``loss_mask`` of the positive ones among the sampled proposals (mask_head.py)."""
+        missing = [index for index, target in enumerate(targets) if "masks" not in target]
+        if missing:
+            raise ValueError(
+                f"target of image {missing[0]}: the mask branch trains on instance 'masks' [K, H, W], missing"
+            )
+        positives = [(label > 0).nonzero().squeeze(1) for label in labels]
+        boxes = [boxes[index] for boxes, index in zip(proposals, positives, strict=True)]
+        indices = [matches[index] for matches, index in zip(matched, positives, strict=True)]
+        gt_masks = [target["masks"] for target in targets]
+        gt_labels = [target["labels"] for target in targets]
+        return maskrcnn_loss(self.mask_logits(features, boxes, image_shapes), boxes, gt_masks, gt_labels, indices)
 
     def assign_targets_to_proposals(
         self, proposals: Sequence[Tensor], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]
@@ -158,24 +206,27 @@ class RoIHeads(nn.Module):
 
     def select_training_samples(
         self, proposals: Sequence[Tensor], targets: Sequence[dict[str, Tensor]]
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """The sampled proposals (ground truth included), their classes and regression targets, per image."""
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        """Per image, the sampled proposals (ground truth included), the index of each one's matched ground
+        truth (0 for the background), their classes and regression targets."""
         dtype = proposals[0].dtype
         gt_boxes = [target["boxes"].to(dtype) for target in targets]
         gt_labels = [target["labels"] for target in targets]
         proposals = [torch.cat([p, boxes]) for p, boxes in zip(proposals, gt_boxes, strict=True)]
         matched, labels = self.assign_targets_to_proposals(proposals, gt_boxes, gt_labels)
         positive_masks, negative_masks = self.fg_bg_sampler(labels)
-        sampled_proposals, sampled_labels, matched_boxes = [], [], []
+        sampled_proposals, sampled_matches, sampled_labels, matched_boxes = [], [], [], []
         for index, (positive, negative) in enumerate(zip(positive_masks, negative_masks, strict=True)):  # per image
             sampled = (positive | negative).nonzero().squeeze(1)
             boxes = gt_boxes[index]
             if boxes.numel() == 0:  # no box to regress to; the zeros are never used (no foreground)
                 boxes = boxes.new_zeros((1, 4))
             sampled_proposals.append(proposals[index][sampled])
+            sampled_matches.append(matched[index][sampled])
             sampled_labels.append(labels[index][sampled])
-            matched_boxes.append(boxes[matched[index][sampled]])
-        return sampled_proposals, sampled_labels, list(self.box_coder.encode(matched_boxes, sampled_proposals))
+            matched_boxes.append(boxes[sampled_matches[-1]])
+        regression_targets = list(self.box_coder.encode(matched_boxes, sampled_proposals))
+        return sampled_proposals, sampled_matches, sampled_labels, regression_targets
 
     def postprocess_detections(
         self,

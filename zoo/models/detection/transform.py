@@ -5,13 +5,16 @@ For each image of ``H x W`` pixels, before the backbone:
     normalise   x <- (x - mean_c) / std_c                  per channel; skipped when image_mean/std is None
     resize      s = min(min_size / min(H, W), max_size / max(H, W)),   H' = floor(s H),  W' = floor(s W)
                 bilinear (align_corners=False), the scale recomputed from the output size
-                (F.interpolate's recompute_scale_factor=True); skipped when min_size is None
+                (F.interpolate's recompute_scale_factor=True); skipped when min_size is None.
+                With ``fixed_size = (W', H')`` (SSD) every image is stretched to exactly that size instead.
     boxes       x <- x W' / W,   y <- y H' / H                  (the ratios in float32, as torchvision)
     batch       every image zero-padded at the bottom and right to the largest H', W' of the batch, each
                 rounded up to a multiple of ``size_divisible`` (32: the coarsest FPN stride), by the
                 detectors' one batcher (``zoo.models.detection.batching``)
 
-and after the heads, ``postprocess`` scales the detected boxes back by W / W' and H / H'. In training
+A target's instance ``masks [K, H, W]`` (Mask R-CNN) are resized with the image, by nearest neighbour at the
+same scale, and back to uint8. After the heads, ``postprocess`` scales the detected boxes back by W / W' and
+H / H', and pastes detected ``masks`` (``[D, 1, M, M]``) into the original image at those boxes. In training
 ``min_size`` may be a tuple (multi-scale training): one entry is drawn per image from the global RNG as
 ``floor(U(0, n))``. The draw is made even when there is only one size, as torchvision does, so that the
 samplers that draw after it see the same RNG state as torchvision's.
@@ -28,6 +31,7 @@ from torch import Tensor, nn
 from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
 
 from .batching import ImageList, as_image_list, batch_images
+from .mask_head import paste_masks_in_image
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GeneralizedRCNNTransform", "resize_boxes"]
 
@@ -62,6 +66,8 @@ class GeneralizedRCNNTransform(nn.Module):
         image_mean, image_std: per-channel statistics; None for both skips normalisation (for data that the
             pipeline has already normalised).
         size_divisible: the padded batch's height and width are multiples of this.
+        fixed_size: ``(width, height)`` (torchvision's order) every image is stretched to, whatever its aspect
+            ratio (SSD); ``min_size`` is then still drawn in training, for the RNG, but not used.
     """
 
     def __init__(
@@ -71,9 +77,21 @@ class GeneralizedRCNNTransform(nn.Module):
         image_mean: Sequence[float] | None = IMAGENET_MEAN,
         image_std: Sequence[float] | None = IMAGENET_STD,
         size_divisible: int = 32,
+        fixed_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         resize = _check_sizes(min_size, max_size)
+        if fixed_size is not None:
+            if resize is None:
+                raise ValueError("fixed_size: give min_size and max_size too (min_size=None turns resizing off)")
+            if not (
+                isinstance(fixed_size, (tuple, list))
+                and len(fixed_size) == 2
+                and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in fixed_size)
+            ):
+                raise ValueError(f"fixed_size: expected (width, height), two positive ints, got {fixed_size!r}")
+            fixed_size = tuple(fixed_size)
+        self.fixed_size = fixed_size
         self.min_size, self.max_size = resize if resize is not None else (None, None)
         if (image_mean is None) != (image_std is None):
             raise ValueError("image_mean and image_std: give both (to normalise) or neither (no normalisation)")
@@ -126,11 +144,18 @@ class GeneralizedRCNNTransform(nn.Module):
             return image, target
         height, width = image.shape[-2:]
         scale = min(self._short_side() / min(height, width), self.max_size / max(height, width))
-        image = F.interpolate(
-            image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-        )[0]
+        if self.fixed_size is not None:
+            size = (self.fixed_size[1], self.fixed_size[0])
+            image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        else:
+            image = F.interpolate(
+                image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+            )[0]
         if target is not None:
             target["boxes"] = resize_boxes(target["boxes"], (height, width), image.shape[-2:])
+            if "masks" in target:
+                masks = target["masks"][:, None].float()
+                target["masks"] = F.interpolate(masks, scale_factor=scale, recompute_scale_factor=True)[:, 0].byte()
         return image, target
 
     def postprocess(
@@ -139,13 +164,16 @@ class GeneralizedRCNNTransform(nn.Module):
         image_sizes: Sequence[tuple[int, int]],
         original_image_sizes: Sequence[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
-        """Move each image's detected ``boxes`` from its resized size back to its original size."""
+        """Move each image's detected ``boxes`` from its resized size back to its original size, and paste its
+        ``masks`` (if any) into the original image."""
         for detection, size, original in zip(detections, image_sizes, original_image_sizes, strict=True):
             detection["boxes"] = resize_boxes(detection["boxes"], size, original)
+            if "masks" in detection:
+                detection["masks"] = paste_masks_in_image(detection["masks"], detection["boxes"], original)
         return detections
 
     def extra_repr(self) -> str:
         return (
             f"min_size={self.min_size}, max_size={self.max_size}, image_mean={self.image_mean}, "
-            f"image_std={self.image_std}, size_divisible={self.size_divisible}"
+            f"image_std={self.image_std}, size_divisible={self.size_divisible}, fixed_size={self.fixed_size}"
         )
