@@ -60,7 +60,9 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 # --- detectors and segmenters: post-processing inside the graph ---------------------------------------------
 DENSE = zoo.list_models(task="detection") + zoo.list_models(task="segmentation")
 DENSE_HEAVY = {
+    "yolov1",
     "faster_rcnn_resnet50_fpn",
+    "mask_rcnn_resnet50_fpn",
     "retinanet_resnet50_fpn",
     "fcos_resnet50_fpn",
     "yolov3",

@@ -34,12 +34,14 @@ def test_every_model_trains_through_train(tmp_path, name):
 # Models whose default input transform would resize the tiny test images to 800 px.
 SMALL_INPUT_OVERRIDES = {
     name: ["++model.min_size=64", "++model.max_size=64"]
-    for name in ("faster_rcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn")
+    for name in ("faster_rcnn_resnet50_fpn", "mask_rcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn")
 }
 MONITOR = {"detection": "val/map_50", "segmentation": "val/miou"}
 
 
-@pytest.mark.parametrize("name", zoo.list_models(task="detection") + zoo.list_models(task="segmentation"))
+@pytest.mark.parametrize(
+    "name", slow_if_large(zoo.list_models(task="detection") + zoo.list_models(task="segmentation"))
+)
 def test_every_detector_and_segmenter_trains_through_train(tmp_path, name):
     """`python train.py model=<name>` picks its task and data on its own, trains a step and validates."""
     GlobalHydra.instance().clear()

@@ -14,9 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 # The larger models: their per-model export, training-step and FLOPs checks run under -m slow (vit_l_16
 # trains 300M parameters with Adam: ~5 GB in one worker; fcn_resnet101's FLOPs at 520 px take 15 s,
-# retinanet_resnet50_fpn's at 800 px 17 s); vit_tiny_patch16_224, vit_mini_patch4_32, swin_t, fcn_resnet50 and
+# retinanet_resnet50_fpn's at 800 px 17 s; yolov1 trains 272M parameters, 205M of them in one fully
+# connected layer, ~4 GB with Adam); vit_tiny_patch16_224, vit_mini_patch4_32, swin_t, fcn_resnet50 and
 # fcos_resnet50_fpn (11 s, the same backbone and pyramid) keep each architecture in the default run.
-LARGE_MODELS = {"vit_b_16", "vit_b_32", "vit_l_16", "swin_s", "swin_b", "fcn_resnet101", "retinanet_resnet50_fpn"}
+LARGE_MODELS = {
+    "vit_b_16",
+    "vit_b_32",
+    "vit_l_16",
+    "swin_s",
+    "swin_b",
+    "fcn_resnet101",
+    "retinanet_resnet50_fpn",
+    "yolov1",
+}
 
 
 def slow_if_large(names):

@@ -2,7 +2,7 @@
 
 from zoo.models import darknet, efficientnet, inception, mobilenet, resnet, shufflenet, swin, vgg, vit, xception
 from zoo.models.base import FeatureInfo, ImageClassifier
-from zoo.models.detection import centernet, detr, faster_rcnn, fcos, mask_rcnn, retinanet, yolov3
+from zoo.models.detection import centernet, detr, faster_rcnn, fcos, mask_rcnn, retinanet, ssd, yolov1, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
 from zoo.models.segmentation import deeplab, fcn, lraspp, pspnet_smp, semantic_fpn, unet, unetplusplus
@@ -29,11 +29,13 @@ __all__ = [
     "retinanet",
     "semantic_fpn",
     "shufflenet",
+    "ssd",
     "swin",
     "unet",
     "unetplusplus",
     "vgg",
     "vit",
     "xception",
+    "yolov1",
     "yolov3",
 ]
