@@ -165,12 +165,16 @@ class InvertedResidual(nn.Module):
             pairs += [(f"conv.{last}.", "project.conv."), (f"conv.{last + 1}.", "project.bn.")]
         return [("^" + re.escape(reference_prefix + theirs), prefix + ours) for theirs, ours in pairs]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x if self.expand is None else self.expand(x)
-        out = self.depthwise(out)
+    def forward_expanded(self, expanded: torch.Tensor) -> torch.Tensor:
+        """The block after its expansion, without the residual: depthwise → SE → project. SSDlite reads the
+        expanded map of the first stride-32 block (which has no residual) and carries on from it."""
+        out = self.depthwise(expanded)
         if self.se is not None:
             out = self.se(out)
-        out = self.project(out)
+        return self.project(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.forward_expanded(x if self.expand is None else self.expand(x))
         if self.use_residual:
             out = x + drop_path(out, self.drop_path_rate, self.training)
         return out

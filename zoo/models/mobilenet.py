@@ -156,6 +156,19 @@ def _features_renames(blocks: Sequence[InvertedResidual], keys: Sequence[str]) -
     return renames + conv_norm_act_renames(f"features.{len(blocks) + 1}", "last_conv")
 
 
+def _reduce_tail(blocks: Sequence[V3Row]) -> list[V3Row]:
+    """``blocks`` with the last stage (from the last stride-2 row on) halved: every output width, and the
+    expansion of every block after the stage's first (whose input is still the full-width previous stage)."""
+    first = max(index for index, row in enumerate(blocks) if row.stride == 2)
+    head, tail = list(blocks[:first]), blocks[first:]
+    reduced = [tail[0]._replace(out_channels=tail[0].out_channels // 2)]
+    reduced += [
+        row._replace(expanded_channels=row.expanded_channels // 2, out_channels=row.out_channels // 2)
+        for row in tail[1:]
+    ]
+    return head + reduced
+
+
 def check_mobilenet_args(num_classes: object, in_chans: object, width_mult: object = 1.0) -> None:
     check_classifier_args(num_classes, in_chans)
     if not isinstance(width_mult, (int, float)) or width_mult <= 0:
@@ -302,7 +315,9 @@ class MobileNetV3(MobileNet):
     head's (1280, 1024): ``forward_head(x, pre_logits=True)`` returns the vector after the first linear
     layer and its hard-swish, as timm does.
     ``dilated=True`` trades the last stage's stride for dilation 2 (output stride 16), as torchvision's
-    DeepLabV3 and LR-ASPP backbones do.
+    DeepLabV3 and LR-ASPP backbones do. ``reduced_tail=True`` halves the widths of the last stage (its
+    blocks' outputs, the expansions after its first block) and of the head's hidden layer, the paper's
+    "reduced" variant for detection (sec. 6.3, Table 6; torchvision's SSDlite backbone).
     """
 
     # torchvision's head is Sequential(linear, hard-swish, dropout, linear).
@@ -315,6 +330,7 @@ class MobileNetV3(MobileNet):
         *,
         width_mult: float = 1.0,
         dilated: bool = False,
+        reduced_tail: bool = False,
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.2,
@@ -322,8 +338,11 @@ class MobileNetV3(MobileNet):
     ) -> None:
         super().__init__()
         check_mobilenet_args(num_classes, in_chans, width_mult)
-        if not isinstance(dilated, bool):
-            raise TypeError(f"dilated must be a bool, got {type(dilated).__name__}")
+        for flag, value in (("dilated", dilated), ("reduced_tail", reduced_tail)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be a bool, got {type(value).__name__}")
+        if reduced_tail:
+            blocks, last_channel = _reduce_tail(blocks), last_channel // 2
         self.num_classes, self.in_chans = num_classes, in_chans
 
         def adjust(channels: int) -> int:

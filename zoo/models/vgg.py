@@ -18,6 +18,7 @@ and 256 for AlexNet.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -30,7 +31,7 @@ from zoo.layers.helpers import make_activation
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import TORCHVISION_DOCS, Published, register_model
 
-__all__ = ["ALEXNET_STAGES", "VGG_STAGES", "AlexNet", "VGG", "vgg_stages"]
+__all__ = ["ALEXNET_STAGES", "VGG_STAGES", "AlexNet", "VGG", "vgg_stage", "vgg_stages"]
 
 # The papers, for the model specs.
 VGG_PAPER = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks, arXiv:1409.1556"
@@ -62,6 +63,27 @@ def vgg_stages(depth: int) -> list[list[ConvRow]]:
     if depth not in VGG_STAGES[0][1]:
         raise ValueError(f"VGG depth must be one of {sorted(VGG_STAGES[0][1])}, got {depth!r}")
     return [[(width, 3, 1, 1)] * convs[depth] for width, convs in VGG_STAGES]
+
+
+def vgg_stage(
+    in_channels: int,
+    rows: Sequence[ConvRow],
+    norm_layer: Callable[[int], nn.Module] | None = None,
+    act_layer: str | Callable[..., nn.Module] = nn.ReLU,
+    pool_kernel: int = 2,
+) -> nn.Sequential:
+    """One stage: a ConvNormAct (bias kept) per row, closed by a ``pool_kernel``-sized max-pool of stride 2."""
+    layers: list[nn.Module] = []
+    for out_channels, kernel_size, stride, padding in rows:
+        layers.append(
+            ConvNormAct(
+                in_channels, out_channels, kernel_size, stride, padding, bias=True,
+                norm_layer=norm_layer, act_layer=act_layer,
+            )
+        )  # fmt: skip
+        in_channels = out_channels
+    layers.append(nn.MaxPool2d(kernel_size=pool_kernel, stride=2))
+    return nn.Sequential(*layers)
 
 
 def _torchvision_renames(stages: Sequence[Sequence[ConvRow]], with_norm: bool) -> list[tuple[str, str]]:
@@ -126,19 +148,10 @@ class VGG(ImageClassifier):
         self.feature_info = FeatureInfo()
         in_channels, reduction = in_chans, 1
         for stage_index, stage in enumerate(stages, start=1):
-            layers: list[nn.Module] = []
-            for out_channels, kernel_size, stride, padding in stage:
-                layers.append(
-                    ConvNormAct(
-                        in_channels, out_channels, kernel_size, stride, padding, bias=True,
-                        norm_layer=norm_layer, act_layer=act_layer,
-                    )
-                )  # fmt: skip
-                in_channels, reduction = out_channels, reduction * stride
-            layers.append(nn.MaxPool2d(kernel_size=pool_kernel, stride=2))
-            reduction *= 2
             name = f"stage{stage_index}"
-            self.add_module(name, nn.Sequential(*layers))
+            self.add_module(name, vgg_stage(in_channels, stage, norm_layer, act_layer, pool_kernel))
+            in_channels = stage[-1][0]
+            reduction *= 2 * math.prod(row[2] for row in stage)
             self.feature_info.append({"num_chs": in_channels, "reduction": reduction, "module": name})
 
         hidden = self.hidden_features

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from zoo.ops._graph import check_all
 
-__all__ = ["Matcher", "BalancedPositiveNegativeSampler"]
+__all__ = ["Matcher", "SSDMatcher", "BalancedPositiveNegativeSampler"]
 
 
 def _is_number(value: object) -> bool:
@@ -84,6 +84,22 @@ class Matcher:
         if self.allow_low_quality_matches:
             best_for_some_gt = (quality == quality.max(dim=1, keepdim=True).values).any(dim=0)
             matches[best_for_some_gt] = best_matches[best_for_some_gt]
+        return matches
+
+
+class SSDMatcher(Matcher):
+    """SSD's matching (Liu et al., 2016, sec. 2.2, "Matching strategy"): each default box takes the ground
+    truth of highest IoU when that IoU is at least ``threshold`` (0.5), and each ground-truth box also takes
+    its own best default box, whatever their IoU (the "best jaccard overlap" rule, which the last ground truth
+    wins where two share a best box). Drop-in for torchvision's ``SSDMatcher``."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__(threshold, threshold, allow_low_quality_matches=False)
+
+    def __call__(self, match_quality_matrix: Tensor) -> Tensor:
+        matches = super().__call__(match_quality_matrix)
+        best_prediction = match_quality_matrix.max(dim=1).indices
+        matches[best_prediction] = torch.arange(len(best_prediction), dtype=torch.int64, device=matches.device)
         return matches
 
 
