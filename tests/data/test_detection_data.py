@@ -39,6 +39,28 @@ def test_boxes_enclose_the_object_pixels():
     assert (inside - border[:, None]).abs().max() > 0.3
 
 
+def test_masks_are_the_pixels_the_boxes_frame():
+    """With ``with_masks`` each object's mask has its box as tight box (torchvision's masks_to_boxes gives the
+    last pixel, ours the edge after it), in the same order; without it there are no masks."""
+    from torchvision.ops import masks_to_boxes
+
+    data = SyntheticDetection(6, image_size=64, max_objects=3, seed=0, with_masks=True)
+    plain = SyntheticDetection(6, image_size=64, max_objects=3, seed=0)
+    for index, ((image, target), (plain_image, plain_target)) in enumerate(zip(data, plain, strict=True)):
+        masks = target["masks"]
+        assert masks.dtype == torch.uint8 and masks.shape == (len(target["boxes"]), 64, 64)
+        check_detection_target(target, index, num_classes=11, mask_size=(64, 64))
+        expected = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+        assert torch.equal(target["boxes"], expected)
+        assert torch.equal(image, plain_image) and "masks" not in plain_target
+    module = SyntheticDetectionDataModule(train_size=4, val_size=4, image_size=64, batch_size=2, with_masks=True)
+    module.setup()
+    _, targets = next(iter(module.train_dataloader()))
+    assert all("masks" in target for target in targets)
+    with pytest.raises(TypeError, match="with_masks"):
+        SyntheticDetectionDataModule(with_masks="yes")
+
+
 def test_same_seed_same_data_and_splits_differ():
     a, b = SyntheticDetection(8, 64, seed=3), SyntheticDetection(8, 64, seed=3)
     assert torch.equal(a.pixels, b.pixels)

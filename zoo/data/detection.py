@@ -8,10 +8,14 @@ otherwise), targets a list of dicts.
 
 The synthetic scenes come from the same renderer as the classification data (``render_scenes``): each
 image holds 1 to ``max_objects`` shapes; an object hidden entirely by later ones is dropped, a partly hidden
-one keeps the box of its visible pixels.
+one keeps the box of its visible pixels. With ``with_masks`` (instance segmentation: Mask R-CNN) a target
+also has ``"masks": UInt8Tensor[K, H, W]``, each object's visible pixels (coverage >= 0.5, those its box
+frames).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor
@@ -46,16 +50,22 @@ class DetectionDataModule(ImageDataModule):
 
 
 class SyntheticDetection(Dataset):
-    """``num_samples`` scenes of 1..``max_objects`` shapes (labels 1..10), rendered once from ``seed``."""
+    """``num_samples`` scenes of 1..``max_objects`` shapes (labels 1..10), rendered once from ``seed``; with
+    ``with_masks``, each target also holds its objects' masks."""
 
-    def __init__(self, num_samples: int, image_size: int = 128, max_objects: int = 3, seed: int = 0) -> None:
+    def __init__(
+        self, num_samples: int, image_size: int = 128, max_objects: int = 3, seed: int = 0, with_masks: bool = False
+    ) -> None:
         self.pixels = torch.empty(num_samples, 3, image_size, image_size, dtype=torch.uint8)
         self.targets: list[dict] = [{} for _ in range(num_samples)]
         for indices, scenes in render_varied_scenes(num_samples, image_size, max_objects, seed):
             self.pixels[indices] = (scenes.images * 255).round().to(torch.uint8)
             for row, index in enumerate(indices.tolist()):
                 visible = scenes.boxes[row].any(dim=1)
-                self.targets[index] = {"boxes": scenes.boxes[row][visible], "labels": scenes.labels[row][visible] + 1}
+                target = {"boxes": scenes.boxes[row][visible], "labels": scenes.labels[row][visible] + 1}
+                if with_masks:  # the pixels the boxes are drawn around
+                    target["masks"] = (scenes.coverage[row][visible] >= 0.5).to(torch.uint8)
+                self.targets[index] = target
         self.mean = torch.tensor(MEAN).view(3, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1)
 
@@ -64,12 +74,20 @@ class SyntheticDetection(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         image = (self.pixels[index].float() / 255 - self.mean) / self.std
-        target = self.targets[index]
-        return image, {"boxes": target["boxes"].clone(), "labels": target["labels"].clone()}
+        return image, {key: value.clone() for key, value in self.targets[index].items()}
 
 
 class SyntheticDetectionDataModule(SyntheticScenesDataModule, DetectionDataModule):
-    """The built-in detection data: ten shape categories (``num_classes`` = 11 with background)."""
+    """The built-in detection data: ten shape categories (``num_classes`` = 11 with background); ``with_masks``
+    adds instance masks to the targets. Other arguments are :class:`SyntheticScenesDataModule`'s."""
 
     scenes_dataset = SyntheticDetection
     min_image_size = 32
+
+    def __init__(self, *args, with_masks: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(with_masks, bool):
+            raise TypeError(f"data.with_masks must be true or false, got {with_masks!r}")
+        self.with_masks = with_masks
+        if with_masks:
+            self.scenes_dataset = functools.partial(SyntheticDetection, with_masks=True)

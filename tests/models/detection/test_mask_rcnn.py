@@ -195,7 +195,10 @@ def test_paste_masks_matches_torchvision():
     expected = tv_roi_heads.paste_masks_in_image(masks, boxes, (40, 50))
     actual = paste_masks_in_image(masks, boxes, (40, 50))
     assert actual.shape == (6, 1, 40, 50)
-    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
+    # To 1e-5: ours resizes all masks in one batch of gathers, F.interpolate (torchvision's, per mask) in its own
+    # kernel; the two round differently, each within a few 1e-6 of the resize in float64.
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+    assert (actual > 0).sum() == (expected > 0).sum()  # the same pixels pasted
     empty = paste_masks_in_image(masks[:0], boxes[:0], (40, 50))
     assert empty.shape == tv_roi_heads.paste_masks_in_image(masks[:0], boxes[:0], (40, 50)).shape == (0, 1, 40, 50)
 

@@ -120,8 +120,9 @@ def maskrcnn_loss(
 def mask_probabilities(mask_logits: Tensor, labels: Sequence[Tensor]) -> list[Tensor]:
     """Per image, the sigmoid of each detection's own-class map, ``[D_i, 1, M, M]``; ``labels`` per image."""
     classes = torch.cat(list(labels))
-    probabilities = mask_logits[torch.arange(len(classes), device=classes.device), classes].sigmoid()
-    return list(probabilities[:, None].split([len(label) for label in labels]))
+    probabilities = mask_logits[torch.arange(classes.shape[0], device=classes.device), classes].sigmoid()
+    # shapes, not len(): an exported graph keeps them symbolic
+    return list(probabilities[:, None].split([label.shape[0] for label in labels]))
 
 
 def _expand_boxes(boxes: Tensor, scale: float) -> Tensor:
@@ -131,34 +132,49 @@ def _expand_boxes(boxes: Tensor, scale: float) -> Tensor:
     return torch.cat([centres - half_sizes, centres + half_sizes], dim=1)
 
 
-def _paste_one(mask: Tensor, box: tuple[int, int, int, int], height: int, width: int) -> Tensor:
-    """``mask [m, m]`` resized onto the integer box ``x1, y1, x2, y2`` (both ends inclusive, at least 1 px) of
-    a zero ``[height, width]`` image, the part outside the image dropped."""
-    x1, y1, x2, y2 = box
-    box_width, box_height = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
-    resized = F.interpolate(mask[None, None], size=(box_height, box_width), mode="bilinear", align_corners=False)
-    image = mask.new_zeros((height, width))
-    left, right = max(x1, 0), min(x2 + 1, width)
-    top, bottom = max(y1, 0), min(y2 + 1, height)
-    if right > left and bottom > top:
-        image[top:bottom, left:right] = resized[0, 0, top - y1 : bottom - y1, left - x1 : right - x1]
-    return image
+def _resize_taps(start: Tensor, length: Tensor, source_size: int, extent: int) -> tuple[Tensor, Tensor]:
+    """Along one axis, for every detection and image pixel p = 0 .. extent - 1: the two source cells ``[D, extent,
+    2]`` and their weights of a bilinear resize (align_corners=False, as ``F.interpolate``) of ``source_size``
+    cells onto the ``length`` pixels from ``start``; weights are 0 for pixels outside that span.
+
+        i = p - start,   r = source_size / length,   s = max(r (i + 1/2) - 1/2, 0)
+        low = min(floor(s), source_size - 1),   high = min(low + 1, source_size - 1),   λ = s - low
+    """
+    index = torch.arange(extent, device=start.device)[None] - start[:, None]
+    ratio = source_size / length.to(torch.float32)[:, None]  # in float32, as F.interpolate's CPU kernel
+    source = (ratio * (index.to(torch.float32) + 0.5) - 0.5).clamp_min(0)
+    low = source.floor().long().clamp(0, source_size - 1)
+    fraction = (source - low.to(torch.float32)).clamp(0, 1)
+    inside = (index >= 0) & (index < length[:, None])
+    cells = torch.stack([low, (low + 1).clamp_max(source_size - 1)], dim=-1)
+    weights = torch.stack([1 - fraction, fraction], dim=-1) * inside[..., None]
+    return cells, weights
 
 
 def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_shape: tuple[int, int], padding: int = 1) -> Tensor:
     """Masks ``[D, 1, M, M]`` pasted into an image of ``image_shape = (H, W)`` at their boxes ``[D, 4]``:
     ``[D, 1, H, W]`` (module docstring). Each mask is padded by ``padding`` pixels and its box scaled by
-    (M + 2 padding) / M about the centre, then truncated to integer pixels, as torchvision does."""
-    if masks.dim() != 4 or masks.shape[1] != 1 or boxes.shape != (len(masks), 4):
+    (M + 2 padding) / M about the centre, then truncated to integer pixels x1, y1, x2, y2, as torchvision does;
+    the padded mask is resized bilinearly onto the box's max(x2 - x1 + 1, 1) x max(y2 - y1 + 1, 1) pixels
+    from (x1, y1), and the part inside the image kept."""
+    shapes_fit = masks.dim() == 4 and masks.shape[1] == 1 and boxes.dim() == 2 and boxes.shape[1] == 4
+    if not shapes_fit or boxes.shape[0] != masks.shape[0]:
         raise ValueError(
             f"masks, boxes: expected [D, 1, M, M] and [D, 4], got {list(masks.shape)} and {list(boxes.shape)}"
         )
     height, width = image_shape
     size = masks.shape[-1]
-    padded = F.pad(masks, (padding,) * 4)
-    pixel_boxes = _expand_boxes(boxes, (size + 2 * padding) / size).to(torch.int64).tolist()
-    # A loop over the detections: each is resized to its own box.
-    pasted = [_paste_one(mask[0], tuple(box), height, width) for mask, box in zip(padded, pixel_boxes, strict=True)]
-    if not pasted:
-        return masks.new_empty((0, 1, height, width))
-    return torch.stack(pasted)[:, None]
+    padded = F.pad(masks[:, 0], (padding,) * 4)  # [D, S, S], S = M + 2 padding
+    source = padded.shape[-1]
+    corners = _expand_boxes(boxes, (size + 2 * padding) / size).to(torch.int64)  # truncated towards 0
+    # Both ends inclusive, at least one pixel: the resized mask's size.
+    lengths = (corners[:, 2:] - corners[:, :2] + 1).clamp_min(1)
+    x_cells, x_weights = _resize_taps(corners[:, 0], lengths[:, 0], source, width)
+    y_cells, y_weights = _resize_taps(corners[:, 1], lengths[:, 1], source, height)
+    # Separable, as F.interpolate: along x within each source row, then along y; in one batch, so that the
+    # number of detections may stay symbolic (export).
+    gather_x = x_cells.flatten(1)[:, None].expand(-1, source, -1)  # [D, S, 2W]
+    rows = (padded.gather(2, gather_x).view(-1, source, width, 2) * x_weights[:, None].to(padded)).sum(-1)
+    gather_y = y_cells.flatten(1)[:, :, None].expand(-1, -1, width)  # [D, 2H, W]
+    pasted = rows.gather(1, gather_y).view(-1, height, 2, width) * y_weights[..., None].to(padded)
+    return pasted.sum(2)[:, None]
