@@ -171,10 +171,13 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_shape: tuple[int, i
     lengths = (corners[:, 2:] - corners[:, :2] + 1).clamp_min(1)
     x_cells, x_weights = _resize_taps(corners[:, 0], lengths[:, 0], source, width)
     y_cells, y_weights = _resize_taps(corners[:, 1], lengths[:, 1], source, height)
-    # Separable, as F.interpolate: along x within each source row, then along y; in one batch, so that the
-    # number of detections may stay symbolic (export).
-    gather_x = x_cells.flatten(1)[:, None].expand(-1, source, -1)  # [D, S, 2W]
-    rows = (padded.gather(2, gather_x).view(-1, source, width, 2) * x_weights[:, None].to(padded)).sum(-1)
-    gather_y = y_cells.flatten(1)[:, :, None].expand(-1, -1, width)  # [D, 2H, W]
-    pasted = rows.gather(1, gather_y).view(-1, height, 2, width) * y_weights[..., None].to(padded)
-    return pasted.sum(2)[:, None]
+    # Separable, as F.interpolate: along x within each source row, then along y, each a weighted sum of two taps
+    # (its terms in the kernel's order); in one batch, so that the number of detections may stay symbolic (export).
+    x_weights, y_weights = x_weights.to(padded), y_weights.to(padded)
+    rows = sum(
+        padded.gather(2, x_cells[:, None, :, tap].expand(-1, source, -1)) * x_weights[:, None, :, tap] for tap in (0, 1)
+    )  # [D, S, W]
+    pasted = sum(
+        rows.gather(1, y_cells[:, :, tap, None].expand(-1, -1, width)) * y_weights[:, :, tap, None] for tap in (0, 1)
+    )  # [D, H, W]
+    return pasted[:, None]
