@@ -71,6 +71,7 @@ DENSE_HEAVY = {
     "deeplabv3_resnet101",
     "deeplabv3plus_resnet50",
     "detr_resnet50",  # 11 s: ResNet-50 and six + six transformer layers
+    "ssd300_vgg16",  # 16 s: VGG-16 at 300×300 and NMS over 90 classes × 400 candidates
 }
 DENSE_ONNX_QUICK = {"yolov3_mobilenet_v2"}  # NMS inside the graph; the others under -m slow
 
