@@ -5,7 +5,17 @@ from zoo.models.base import FeatureInfo, ImageClassifier
 from zoo.models.detection import centernet, detr, faster_rcnn, fcos, mask_rcnn, retinanet, ssd, yolov1, yolov3
 from zoo.models.features import FeatureListNet
 from zoo.models.resnet import ResNet
-from zoo.models.segmentation import deeplab, fcn, lraspp, pspnet_smp, semantic_fpn, unet, unetplusplus
+from zoo.models.segmentation import (
+    deeplab,
+    fcn,
+    lraspp,
+    pspnet,
+    pspnet_smp,
+    segnet,
+    semantic_fpn,
+    unet,
+    unetplusplus,
+)
 
 __all__ = [
     "FeatureInfo",
@@ -24,9 +34,11 @@ __all__ = [
     "lraspp",
     "mask_rcnn",
     "mobilenet",
+    "pspnet",
     "pspnet_smp",
     "resnet",
     "retinanet",
+    "segnet",
     "semantic_fpn",
     "shufflenet",
     "ssd",

@@ -125,13 +125,15 @@ class DeepLabHead(nn.Module):
 
 
 class FCNHead(nn.Module):
-    """The auxiliary head: ``conv`` (3×3 conv-BN-ReLU to C_in/4) → dropout 0.1 → ``logits`` (1×1 conv)."""
+    """The auxiliary head: ``conv`` (3×3 conv-BN-ReLU to ``channels``, by default C_in/4 as torchvision's) →
+    dropout 0.1 → ``logits`` (1×1 conv). PSPNet's final head is one with 512 channels."""
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, num_classes: int, channels: int | None = None) -> None:
         super().__init__()
         _check_positive("num_classes", num_classes)
         _check_positive("in_channels", in_channels)
-        hidden = in_channels // 4
+        hidden = in_channels // 4 if channels is None else channels
+        _check_positive("channels", hidden)
         self.conv = ConvNormAct(in_channels, hidden, 3)
         self.dropout = nn.Dropout(0.1)
         self.logits = nn.Conv2d(hidden, num_classes, 1)
