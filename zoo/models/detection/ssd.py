@@ -25,13 +25,17 @@ background.
 
 Parameters at K = 91 classes:
 
-    ssd300_vgg16        VGG-16 conv1_1..conv5_3      14,714,688
-                        L2 norm γ                           512
-                        fc6 9·512·1024 + 1024, fc7 1024² + 1024    5,769,216
-                        extras (ssd_backbone.py)          1,442,432
-                        head Σ_k 9·C_k·A_k·(K + 4) + A_k·(K + 4)  13,715,028   (A = 4, 6, 6, 6, 4, 4)
-                        total                            35,641,826
-    ssdlite320_mobilenet_v3_large                         3,440,060
+    ssd300_vgg16        VGG-16 conv1_1..conv5_3                          14,714,688
+                        L2 norm γ                                               512
+                        fc6 9·512·1024 + 1024, fc7 1024² + 1024           5,769,216
+                        extras (ssd_backbone.py)                          2,459,520
+                        head Σ_k (9·C_k + 1)·A_k·(K + 4)                 12,697,890   (A = 4, 6, 6, 6, 4, 4)
+                        total                                            35,641,826
+    ssdlite320_mobilenet_v3_large
+                        MobileNetV3-Large, reduced tail, no classifier    1,620,512
+                        extras                                              452,160
+                        head (ssdlite_head), A = 6 everywhere             1,367,388
+                        total                                             3,440,060
 
 A model built for one input size refuses another: the SSD300 default boxes sit ``steps`` pixels apart on maps of
 ⌈300 / step⌉ cells, which another size would not give (zoo.ops.default_boxes).
@@ -58,6 +62,7 @@ from .batching import as_image_list
 from .dense import Candidates, flatten_levels, select_detections
 from .ssd_backbone import SSDLITE_NORM, SSDLiteMobileNetV3Backbone, SSDVGGBackbone, backbone_renames, init_convs
 from .targets import check_detection_targets
+from .transform import IMAGENET_MEAN, IMAGENET_STD, GeneralizedRCNNTransform
 
 __all__ = ["SSD", "SSDHead", "multibox_loss", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large"]
 
@@ -66,8 +71,6 @@ SSDLITE_PAPER = "Sandler et al. 2018, MobileNetV2, arXiv:1801.04381 (SSDlite); H
 
 # R-CNN offsets in the SSD paper's variances (0.1, 0.1, 0.2, 0.2) = 1 / weights.
 SSD_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class SSDHead(nn.Module):
@@ -196,8 +199,6 @@ class SSD(nn.Module):
         positive_fraction: float = 0.25,
     ) -> None:
         super().__init__()
-        from .transform import GeneralizedRCNNTransform
-
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes: expected an int >= 2 (background + object classes), got {num_classes!r}")
         out_channels = getattr(backbone, "out_channels", None)
@@ -346,7 +347,7 @@ def ssd300_vgg16(*, num_classes: int = 91, trainable_backbone_layers: int | None
     reference="torchvision:ssdlite320_mobilenet_v3_large",
     reference_kwargs={"weights_backbone": None},
     paper=SSDLITE_PAPER,
-    published=Published(3_440_060, 0.583, TORCHVISION_DOCS, 0.1),
+    published=Published(3_440_060, 0.583, TORCHVISION_DOCS, 0.05, True),
 )
 def ssdlite320_mobilenet_v3_large(
     *,
