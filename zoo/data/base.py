@@ -49,6 +49,7 @@ class ImageDataModule(pl.LightningDataModule):
     in_chans: int = 3
     image_size: int
     collate_fn: Callable | None = None
+    train_sampler_type: type[EpochSampler] = EpochSampler  # augmented detection data keys samples by epoch too
 
     def __init__(self, batch_size: int = 128, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
@@ -69,8 +70,15 @@ class ImageDataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.train_set, self.val_set = self.build_datasets()
 
-    def _loader(self, dataset: Dataset, shuffle: bool, rank: int = 0, world_size: int = 1) -> DataLoader:
-        sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size)
+    def _loader(
+        self,
+        dataset: Dataset,
+        shuffle: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        sampler_type: type[EpochSampler] = EpochSampler,
+    ) -> DataLoader:
+        sampler = sampler_type(len(dataset), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size)
         return ResumableDataLoader(
             dataset,
             sampler=sampler,
@@ -86,7 +94,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.setup()
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return self._loader(self.train_set, shuffle=True, rank=rank, world_size=world_size)
+        return self._loader(
+            self.train_set, shuffle=True, rank=rank, world_size=world_size, sampler_type=self.train_sampler_type
+        )
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

@@ -21,7 +21,7 @@ import json
 import math
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -33,6 +33,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoo.data.base import read_image
 from zoo.data.detection import DetectionDataModule
+from zoo.data.detection_transforms import DetectionAugment
 from zoo.data.transforms import check_int, check_mean_std
 
 __all__ = ["CocoDetection", "CocoDetectionDataModule", "read_coco_annotations"]
@@ -216,7 +217,8 @@ class CocoDetection(Dataset):
 
 
 class CocoDetectionDataModule(DetectionDataModule):
-    """``data=coco``: train and val splits, each an instances JSON plus an image folder."""
+    """``data=coco``: train and val splits, each an instances JSON plus an image folder; ``augment`` augments
+    the training split (:class:`~zoo.data.detection_transforms.DetectionAugment`)."""
 
     in_chans = 3
 
@@ -230,9 +232,11 @@ class CocoDetectionDataModule(DetectionDataModule):
         batch_size: int = 8,
         num_workers: int = 2,
         seed: int = 0,
+        augment: Mapping | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         check_int("data.image_size", image_size, 1)
+        self.augment = DetectionAugment.from_config(augment)
         self.paths = (train_annotations, train_images, val_annotations, val_images)
         self.image_size = image_size
         # num_classes must be known before the model is built: read the categories now.

@@ -11,17 +11,22 @@ image holds 1 to ``max_objects`` shapes; an object hidden entirely by later ones
 one keeps the box of its visible pixels. With ``with_masks`` (instance segmentation: Mask R-CNN) a target
 also has ``"masks": UInt8Tensor[K, H, W]``, each object's visible pixels (coverage >= 0.5, those its box
 frames).
+
+Training splits can be augmented (``data.augment``, :class:`~zoo.data.detection_transforms.DetectionAugment`:
+flip, resized crop, affine, Mosaic, all off by default) with the boxes and masks moved along; validation never is.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.data.base import ImageDataModule
+from zoo.data.detection_transforms import AugmentedDetection, DetectionAugment, EpochKeyedSampler
 from zoo.data.synthetic import MEAN, STD, SyntheticScenesDataModule, render_varied_scenes
 from zoo.models.detection.targets import check_detection_target  # re-exported: the check lives with the detectors
 
@@ -44,9 +49,17 @@ def detection_collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor | list[T
 
 
 class DetectionDataModule(ImageDataModule):
-    """Base for detection datasets: items ``(image, target dict)``, batches from :func:`detection_collate`."""
+    """Base for detection datasets: items ``(image, target dict)``, batches from :func:`detection_collate`;
+    ``augment`` (set from ``data.augment`` by subclasses) augments the training split, never validation."""
 
     collate_fn = staticmethod(detection_collate)
+    augment = DetectionAugment()  # off
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.augment.enabled and not isinstance(self.train_set, AugmentedDetection):
+            self.train_set = AugmentedDetection(self.train_set, self.augment, seed=self.seed)
+            self.train_sampler_type = EpochKeyedSampler
 
 
 class SyntheticDetection(Dataset):
@@ -79,13 +92,15 @@ class SyntheticDetection(Dataset):
 
 class SyntheticDetectionDataModule(SyntheticScenesDataModule, DetectionDataModule):
     """The built-in detection data: ten shape categories (``num_classes`` = 11 with background); ``with_masks``
-    adds instance masks to the targets. Other arguments are :class:`SyntheticScenesDataModule`'s."""
+    adds instance masks to the targets, ``augment`` augments the training split (:class:`DetectionAugment`).
+    Other arguments are :class:`SyntheticScenesDataModule`'s."""
 
     scenes_dataset = SyntheticDetection
     min_image_size = 32
 
-    def __init__(self, *args, with_masks: bool = False, **kwargs) -> None:
+    def __init__(self, *args, with_masks: bool = False, augment: Mapping | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.augment = DetectionAugment.from_config(augment)
         if not isinstance(with_masks, bool):
             raise TypeError(f"data.with_masks must be true or false, got {with_masks!r}")
         self.with_masks = with_masks
