@@ -31,7 +31,7 @@ from zoo.layers.helpers import make_activation
 from zoo.models.base import FeatureInfo, ImageClassifier, check_classifier_args
 from zoo.registry import TORCHVISION_DOCS, Published, register_model
 
-__all__ = ["ALEXNET_STAGES", "VGG_STAGES", "AlexNet", "VGG", "vgg_stage", "vgg_stages"]
+__all__ = ["ALEXNET_STAGES", "VGG_STAGES", "AlexNet", "VGG", "vgg_stage", "vgg_stages", "vgg_torchvision_renames"]
 
 # The papers, for the model specs.
 VGG_PAPER = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks, arXiv:1409.1556"
@@ -86,7 +86,7 @@ def vgg_stage(
     return nn.Sequential(*layers)
 
 
-def _torchvision_renames(stages: Sequence[Sequence[ConvRow]], with_norm: bool) -> list[tuple[str, str]]:
+def vgg_torchvision_renames(stages: Sequence[Sequence[ConvRow]], with_norm: bool) -> list[tuple[str, str]]:
     """torchvision key → zoo key. torchvision numbers every layer of one flat ``features`` Sequential
     (conv, [BN,] ReLU per convolution, a pool per stage); the index of each weight-holding layer follows
     from the stage table."""
@@ -142,7 +142,7 @@ class VGG(ImageClassifier):
         check_classifier_args(num_classes, in_chans)
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.reference_renames = _torchvision_renames(stages, norm_layer is not None)
+        self.reference_renames = vgg_torchvision_renames(stages, norm_layer is not None)
         self.reference_head = _torchvision_head(dropout_before_fc)
 
         self.feature_info = FeatureInfo()

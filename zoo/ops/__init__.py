@@ -8,8 +8,10 @@ roi_pool   roi_pool (RoIPool)
 roi_align  roi_align (RoIAlign: aligned, fixed and adaptive sampling)
 poolers    MultiScaleRoIAlign with the FPN level mapper (map_levels)
 anchors    AnchorGenerator, YOLO k-means anchors
+default_boxes  DefaultBoxGenerator (SSD's scales, aspect ratios and steps)
 box_coder  BoxCoder (R-CNN deltas with weights and the log-scale clamp), BoxLinearCoder (FCOS's side distances)
-matcher    Matcher (IoU thresholds, low-quality matches), BalancedPositiveNegativeSampler
+matcher    Matcher (IoU thresholds, low-quality matches), SSDMatcher (+ each ground truth's best box),
+           BalancedPositiveNegativeSampler
 heatmap    CenterNet's Gaussian radius (corrected and as published) and heatmap drawing
 assignment linear_sum_assignment (the Hungarian problem by shortest augmenting paths, scipy's signature)
 """
@@ -28,6 +30,7 @@ from zoo.ops.boxes import (
     paired_box_iou,
     remove_small_boxes,
 )
+from zoo.ops.default_boxes import DefaultBoxGenerator
 from zoo.ops.heatmap import draw_gaussian, draw_gaussians, gaussian_radius
 from zoo.ops.losses import (
     centernet_focal_loss,
@@ -38,7 +41,7 @@ from zoo.ops.losses import (
     sigmoid_focal_loss,
     smooth_l1_loss,
 )
-from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher
+from zoo.ops.matcher import BalancedPositiveNegativeSampler, Matcher, SSDMatcher
 from zoo.ops.nms import batched_nms, nms, nms_matrix, soft_nms
 from zoo.ops.nms_variants import diou_nms, matrix_nms, weighted_nms
 from zoo.ops.poolers import MultiScaleRoIAlign, map_levels
@@ -50,7 +53,9 @@ __all__ = [
     "BalancedPositiveNegativeSampler",
     "BoxCoder",
     "BoxLinearCoder",
+    "DefaultBoxGenerator",
     "Matcher",
+    "SSDMatcher",
     "MultiScaleRoIAlign",
     "anchor_fitness",
     "batched_nms",

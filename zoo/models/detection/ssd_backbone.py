@@ -39,8 +39,7 @@ from torch import Tensor, nn
 
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.models.mobilenet import MOBILENET_V3_LARGE_BLOCKS, MobileNetV3
-from zoo.models.vgg import _torchvision_renames as vgg_reference_renames
-from zoo.models.vgg import vgg_stage, vgg_stages
+from zoo.models.vgg import vgg_stage, vgg_stages, vgg_torchvision_renames
 from zoo.weights import nest_reference_renames
 
 __all__ = ["SSDLITE_NORM", "L2Norm", "SSDLiteMobileNetV3Backbone", "SSDVGGBackbone"]
@@ -129,7 +128,7 @@ class SSDVGGBackbone(nn.Module):
         for module in (self.fc6, self.fc7, self.extras):
             init_convs(module, nn.init.xavier_uniform_)
         freeze_stages([[getattr(self, f"stage{index}")] for index in range(1, 6)], trainable_layers)
-        self.reference_renames = vgg_reference_renames(vgg_stages(16), with_norm=False)
+        self.reference_renames = vgg_torchvision_renames(vgg_stages(16), with_norm=False)
 
     @staticmethod
     def reference_key(key: str) -> str:
