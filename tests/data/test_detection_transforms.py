@@ -325,3 +325,18 @@ def test_train_runs_with_the_switches_on(tmp_path):
     assert isinstance(module.train_set, AugmentedDetection) and not isinstance(module.val_set, AugmentedDetection)
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["train/loss"])) and 0.0 <= metrics["val/map_50"] <= 1.0
+
+
+def test_images_without_objects_and_bool_masks():
+    image = torch.rand(3, 32, 32)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    empty["masks"] = torch.zeros(0, 32, 32, dtype=torch.bool)
+    outputs = [
+        horizontal_flip(image, empty),
+        RandomResizedCrop()(image, empty, 0),
+        RandomAffine(degrees=30)(image, empty, 0),
+        Mosaic()([(image, empty)] * 4, 0),
+    ]
+    for out_image, out in outputs:
+        assert out_image.shape == (3, 32, 32) and out["boxes"].shape == (0, 4) and out["labels"].shape == (0,)
+        assert out["masks"].shape == (0, 32, 32) and out["masks"].dtype == torch.bool
