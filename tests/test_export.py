@@ -63,7 +63,6 @@ DENSE_HEAVY = {
     "yolov1",
     "faster_rcnn_resnet50_fpn",
     "mask_rcnn_resnet50_fpn",
-    "mask_rcnn_resnet50_fpn",
     "retinanet_resnet50_fpn",
     "fcos_resnet50_fpn",
     "yolov3",

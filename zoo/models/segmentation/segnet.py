@@ -28,21 +28,18 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from zoo.layers.conv_norm_act import ConvNormAct
 from zoo.models.base import check_image_batch
+from zoo.models.segmentation.encoder_decoder import check_positive_int
 from zoo.models.vgg import vgg_stages
 from zoo.registry import register_model
 
-__all__ = ["SegNet"]
+__all__ = ["MaxUnpool2d", "SegNet"]
 
 SEGNET_PAPER = "Badrinarayanan et al. 2017, SegNet: A Deep Convolutional Encoder-Decoder Architecture, arXiv:1511.00561"
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _convs(widths: Sequence[int]) -> nn.Sequential:
@@ -50,10 +47,26 @@ def _convs(widths: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*(ConvNormAct(c_in, c_out, 3, bias=True) for c_in, c_out in pairwise(widths)))
 
 
+class MaxUnpool2d(nn.Module):
+    """``forward(x, indices, output_size)`` is ``torch.nn.functional.max_unpool2d(x, indices, k, s,
+    output_size=output_size)``: each value of ``x`` goes to its flat ``indices`` position in the
+    ``output_size`` plane (as ``max_pool2d(..., return_indices=True)`` gives them), zeros elsewhere.
+
+    Written as a scatter because torch's op checks ``output_size`` against the input's size with
+    ``torch._check``, which fails under tracing (fvcore's FLOP count), where sizes are tensors. The positions
+    alone place the values, so no kernel or stride is needed. Tested equal to torch's op.
+    """
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
+        height, width = output_size
+        flat = x.new_zeros(*x.shape[:2], height * width)
+        return flat.scatter(2, indices.flatten(2), x.flatten(2)).view(*x.shape[:2], height, width)
+
+
 class SegNet(nn.Module):
     """``encoder.stage{s}`` (conv-BN-ReLU Sequentials, named and built as VGG's stages so a ``vgg16_bn``
-    state_dict's ``stage{s}.*`` convolutions load into them), ``pool`` (2×2/2 max-pool returning indices),
-    ``decoder.stage{s}`` (from stage 5 to 1, the order they run), ``unpool`` and ``classifier``.
+    state_dict's ``stage{s}.*`` convolutions load into them; each followed by a 2×2/2 max-pool that returns
+    its indices), ``decoder.stage{s}`` (from stage 5 to 1, the order they run), ``unpool`` and ``classifier``.
 
     ``stage_widths`` holds each encoder stage's conv widths (VGG-16: ``[[64, 64], [128, 128], [256] * 3, …]``).
     ``forward`` returns ``{"out": logits}``, N × classes × H × W, as the other zoo segmenters.
@@ -61,12 +74,13 @@ class SegNet(nn.Module):
 
     def __init__(self, stage_widths: Sequence[Sequence[int]], *, num_classes: int = 21, in_chans: int = 3) -> None:
         super().__init__()
-        _check_positive("num_classes", num_classes)
-        _check_positive("in_chans", in_chans)
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("in_chans", in_chans)
         if not stage_widths or not all(stage_widths):
             raise ValueError(f"stage_widths must be a non-empty list of non-empty width lists, got {stage_widths!r}")
         self.num_classes, self.in_chans = num_classes, in_chans
-        self.min_input_size = 2 ** len(stage_widths)  # one position left after the last pool
+        side = 2 ** len(stage_widths)  # one position left after the last pool
+        self.min_input_size = (side, side)
         encoder, decoder = {}, {}
         in_channels = in_chans
         for index, widths in enumerate(stage_widths, start=1):
@@ -76,9 +90,8 @@ class SegNet(nn.Module):
             decoder[f"stage{index}"] = _convs(channels[::-1] if index > 1 else channels[:0:-1])
             in_channels = widths[-1]
         self.encoder = nn.ModuleDict(encoder)
-        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.decoder = nn.ModuleDict(reversed(decoder.items()))
-        self.unpool = nn.MaxUnpool2d(2, 2)
+        self.unpool = MaxUnpool2d()
         self.classifier = nn.Conv2d(stage_widths[0][-1], num_classes, 3, padding=1)
         self._init_weights()
 
@@ -91,19 +104,19 @@ class SegNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_image_batch(x, self.in_chans, type(self).__name__, self.classifier.weight.dtype)
-        if min(x.shape[-2:]) < self.min_input_size:
+        if min(x.shape[-2:]) < self.min_input_size[0]:
             raise ValueError(
-                f"SegNet pools {len(self.encoder)} times by 2, so H and W must be at least {self.min_input_size}, "
-                f"got {tuple(x.shape[-2:])}"
+                f"SegNet pools {len(self.encoder)} times by 2, so H and W must be at least "
+                f"{self.min_input_size[0]}, got {tuple(x.shape[-2:])}"
             )
         switches = []  # (indices, pre-pool size) per encoder stage
         for stage in self.encoder.values():
             x = stage(x)
             size = x.shape[-2:]
-            x, indices = self.pool(x)
+            x, indices = F.max_pool2d(x, 2, 2, return_indices=True)
             switches.append((indices, size))
         for stage, (indices, size) in zip(self.decoder.values(), reversed(switches), strict=True):
-            x = stage(self.unpool(x, indices, output_size=size))
+            x = stage(self.unpool(x, indices, size))
         return {"out": self.classifier(x)}
 
 
