@@ -73,6 +73,7 @@ def test_creating_iterators_does_not_touch_the_global_rng():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+@pytest.mark.slow  # two real processes and a kill: 45 s
 def test_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     """3 epochs of 4 steps, last.ckpt every 3 steps and at epoch ends; SIGKILL after step 7 (mid-epoch 1), so
     the newest checkpoint is step 6 and steps 7.. are trained again after the resume."""

@@ -37,7 +37,8 @@ def _forward_backward(model, x):
     return logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("option", ["channels_last", "compile"])
+# torch.compile runs the inductor (30+ s on 2 cores): under `-m slow`.
+@pytest.mark.parametrize("option", ["channels_last", pytest.param("compile", marks=pytest.mark.slow)])
 def test_run_option_gives_the_plain_forward_and_gradients(option):
     """The same weights and batch in the plain path and with the option: logits and every gradient agree to
     float32 rounding (another conv algorithm or fused kernels)."""
@@ -66,7 +67,14 @@ def test_bf16_autocast_gives_the_float32_logits_to_bf16_precision():
     assert (low.float() - reference).abs().max() / reference.abs().max() < 5e-2
 
 
-@pytest.mark.parametrize("option", ["model.channels_last=true", "model.compile=true", "trainer.precision=bf16-mixed"])
+@pytest.mark.parametrize(
+    "option",
+    [
+        "model.channels_last=true",
+        pytest.param("model.compile=true", marks=pytest.mark.slow),
+        "trainer.precision=bf16-mixed",
+    ],
+)
 def test_run_options_train_through_train_py(tmp_path, option):
     """Each switch runs a short training through train(cfg); its first loss (before any update) is the plain
     path's, within the switch's precision."""
@@ -110,6 +118,7 @@ DDP_RUN = [
 ]
 
 
+@pytest.mark.slow  # two DDP processes: 40 s
 def test_ddp_on_two_cpu_processes_matches_one_process_with_the_global_batch(tmp_path):
     """Two gloo processes with batch 8 each end with the weights of one process with batch 16: the same
     samples per step (zoo/data/resumable.py) and the same averaged gradients."""

@@ -137,6 +137,7 @@ def test_cli_unwritable_run_directory_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # two train.py processes in a sweep
 def test_cli_multirun_over_models(tmp_path):
     result = run_cli(
         "-m", "model=resnet18,seresnet18", "trainer.fast_dev_run=true", *SMALL_DATA,
@@ -147,6 +148,7 @@ def test_cli_multirun_over_models(tmp_path):
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0_resnet18", "1_seresnet18"]
 
 
+@pytest.mark.slow  # a train.py process
 def test_cli_wrong_model_group_lists_options(tmp_path):
     result = run_cli("model=resnet19", cwd=tmp_path)
     assert result.returncode != 0

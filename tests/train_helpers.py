@@ -26,6 +26,14 @@ LARGE_MODELS = {
     "fcn_resnet101",
     "retinanet_resnet50_fpn",
     "yolov1",
+    # VGG's 25088×4096 classifier (120-140 M parameters): vgg11 keeps the family in the default run.
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
 }
 
 
