@@ -2,7 +2,7 @@
 
 labels            confusion matrix, accuracy (top-k), precision / recall / F1
 ranking           ROC curve and AUC (trapezoid and rank forms), PR curve and average precision
-coco              COCO mAP / mAR with torchmetrics' keys (pycocotools' rules)
+coco              COCO mAP / mAR of boxes or instance masks with torchmetrics' keys (pycocotools' rules)
 voc               PASCAL VOC AP (11-point, all-point) and mAP
 segmentation      pixel accuracy, per-class and mean IoU and Dice with ignore_index, from the confusion matrix
 classification_inputs, detection_inputs   the input checks each family shares

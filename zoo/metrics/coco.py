@@ -1,7 +1,7 @@
-"""COCO mean average precision and recall (Lin et al., 2014).
+"""COCO mean average precision and recall (Lin et al., 2014), of boxes or of instance masks.
 
-Exactly as ``pycocotools.cocoeval.COCOeval`` with ``iouType="bbox"``. For a class c, an IoU threshold t, an area
-range a and a cap of m detections per image and class:
+Exactly as ``pycocotools.cocoeval.COCOeval`` with ``iouType="bbox"``, or ``"segm"`` for masks. For a class c, an IoU
+threshold t, an area range a and a cap of m detections per image and class:
 
     keep the m highest-scoring detections of c in each image and rank them all by score (ties: image order);
     walking down the ranking, each detection takes the free ground truth of its image with the highest IoU >= t,
@@ -12,11 +12,14 @@ range a and a cap of m detections per image and class:
     p_interp(r) = max {precision_i : recall_i >= r}
     AP = mean of p_interp(r) over r in {0, 0.01, ..., 1}           AR = the recall at the end of the ranking
 
+Boxes: IoU = |A ∩ B| / |A ∪ B| of the xyxy boxes. Masks: the same over pixels, |A ∩ B| / (|A| + |B| - |A ∩ B|) with
+|A| a mask's pixel count, 0 where they share no pixel; a crowd's "IoU" is then |A ∩ B| / |A| too.
 Area ranges (all, small, medium, large) are [0, 1e10], [0, 32²], [32², 96²], [96², 1e10], inclusive at both ends, on
-the ground truth's ``area`` (the xyxy box area without "+1" unless given) and the detection's box area. ``map``
+the ground truth's ``area`` (unless given, the xyxy box area without "+1", or the mask's pixel count) and the
+detection's box area (mask pixel count). ``map``
 averages AP over the IoU thresholds 0.50:0.05:0.95 and the classes with a regular ground truth in range, at m = 100;
 ``mar_1/10/100`` average AR the same way at each cap. A value with nothing to average is -1. The output keys, dtypes
-and -1 conventions are those of ``torchmetrics.detection.MeanAveragePrecision`` (default box settings).
+and -1 conventions are those of ``torchmetrics.detection.MeanAveragePrecision`` (``iou_type="bbox"`` or ``"segm"``).
 
 Inputs are checked and grouped by :mod:`zoo.metrics.detection_inputs`; PASCAL VOC's AP is :mod:`zoo.metrics.voc`.
 """
@@ -80,6 +83,12 @@ def _check_max_detections(values: object) -> list[int]:
     return sorted(values)  # torchmetrics sorts them: the last one caps the matching
 
 
+def _check_iou_type(iou_type: object) -> str:
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type: expected 'bbox' (boxes) or 'segm' (instance masks), got {iou_type!r}")
+    return iou_type
+
+
 # ------------------------------------------------------------------------------------------------------- matching
 
 
@@ -96,6 +105,24 @@ def _pair_overlaps(det_boxes: Tensor, gt_boxes: Tensor, crowd: Tensor) -> Tensor
     size = torch.min(det_boxes[:, 2:], gt_boxes[:, 2:]) - torch.max(det_boxes[:, :2], gt_boxes[:, :2])
     inside = size.clamp(min=0).prod(dim=-1)
     return torch.where(crowd, torch.where(inside > 0, inside / box_area(det_boxes), 0.0), iou)
+
+
+def _mask_pair_overlaps(images: Images, det_rows: Tensor, gt_rows: Tensor, crowd: Tensor) -> Tensor:
+    """Mask IoU of detection ``det_rows[i]`` and ground truth ``gt_rows[i]`` of one image, read from the images'
+    intersection counts; against a crowd, the share of the detection's pixels inside it; 0 where they share none."""
+    dets, gts = images.dets, images.gts
+    det_counts = torch.bincount(dets["image"], minlength=images.num_images)
+    gt_counts = torch.bincount(gts["image"], minlength=images.num_images)
+    image = dets["image"][det_rows]
+    # The tables hold the images in turn: a row's position in its image is its distance to the image's first row.
+    det_in_image = det_rows - (det_counts.cumsum(0) - det_counts)[image]
+    gt_in_image = gt_rows - (gt_counts.cumsum(0) - gt_counts)[image]
+    block_sizes = det_counts * gt_counts
+    block = (block_sizes.cumsum(0) - block_sizes)[image]
+    shared = images.intersections[block + det_in_image * gt_counts[image] + gt_in_image]
+    det_area = dets["area"][det_rows]
+    union = torch.where(crowd, det_area, det_area + gts["mask_area"][gt_rows] - shared)
+    return torch.where(shared > 0, shared / union.clamp(min=1), 0.0)
 
 
 def _greedy_match(
@@ -154,7 +181,10 @@ def _coco_match(
     width = int(slot.max()) + 1 if len(slot) else 0
     ious = torch.full((len(kept), width), -1.0, dtype=torch.float64)
     crowd = gts["iscrowd"][gt_index]
-    ious[det_index, slot] = _pair_overlaps(dets["boxes"][kept[det_index]], gts["boxes"][gt_index], crowd)
+    if images.intersections is None:
+        ious[det_index, slot] = _pair_overlaps(dets["boxes"][kept[det_index]], gts["boxes"][gt_index], crowd)
+    else:
+        ious[det_index, slot] = _mask_pair_overlaps(images, kept[det_index], gt_index, crowd)
     padded_ignore = torch.ones(len(groups), len(_AREA_RANGES), width, dtype=torch.bool)
     padded_ignore[group_row[det_index], :, slot] = gt_ignore[gt_index]
     padded_crowd = torch.zeros(len(groups), width, dtype=torch.bool)
@@ -168,7 +198,7 @@ def _coco_match(
     found, took_ignored = _greedy_match(
         ious, counts[by_size], starts[by_size], padded_ignore[by_size], padded_crowd[by_size], thresholds
     )
-    outside = _outside_ranges(box_area(dets["boxes"][kept]))
+    outside = _outside_ranges(dets["area"][kept])
     return kept, rank, found, took_ignored | (~found & outside[:, :, None])
 
 
@@ -288,28 +318,32 @@ def mean_average_precision(
     rec_thresholds: Sequence[float] | None = None,
     max_detection_thresholds: Sequence[int] | None = None,
     class_metrics: bool = False,
+    iou_type: str = "bbox",
 ) -> dict[str, Tensor]:
-    """COCO box mAP / mAR of one set of images, as ``COCOeval`` and ``torchmetrics``' ``MeanAveragePrecision``.
+    """COCO box or mask mAP / mAR of one set of images, as ``COCOeval`` and ``torchmetrics``' ``MeanAveragePrecision``.
 
     ``preds``: one dict per image with ``boxes [N, 4]`` (xyxy), ``scores [N]``, ``labels [N]``; ``targets``: one
     dict per image with ``boxes [M, 4]``, ``labels [M]`` and optionally ``iscrowd [M]`` and ``area [M]`` (used
-    where positive). Defaults: IoU thresholds 0.50:0.05:0.95 and recall thresholds 0:0.01:1, both as pycocotools
-    builds them (torchmetrics' defaults are the float32 roundings of these, which can move a value that sits exactly
-    on a threshold), and 1, 10, 100 detections per image and class. Returns float32 scalars ``map, map_50, map_75,
-    map_small, map_medium, map_large, mar_1, mar_10, mar_100, mar_small, mar_medium, mar_large``, then
+    where positive). ``iou_type="segm"`` scores instance masks instead: both sides then need ``masks``, bool or 0/1
+    uint8 ``[N, H, W]`` of one size per image, and their ``boxes`` may be left out. Defaults: IoU thresholds
+    0.50:0.05:0.95 and recall thresholds 0:0.01:1, both as pycocotools builds them (torchmetrics' defaults are the
+    float32 roundings of these, which can move a value that sits exactly on a threshold), and 1, 10, 100 detections
+    per image and class. Returns float32 scalars ``map, map_50, map_75, map_small, map_medium, map_large, mar_1,
+    mar_10, mar_100, mar_small, mar_medium, mar_large``, then
     ``map_per_class`` and ``mar_100_per_class`` (``[K]`` with ``class_metrics``, else -1) and ``classes`` (int32,
     every label seen in either). A value with nothing to average (e.g. no small ground truth) is -1. As in
     COCOeval, ``map`` and ``map_per_class`` are read at a cap of 100 detections whatever the caps (-1 without 100),
     the other precision values and ``mar_small/medium/large`` at the largest cap.
     """
     settings = _coco_settings(iou_thresholds, rec_thresholds, max_detection_thresholds, class_metrics)
-    return _coco_evaluate(check_images(preds, targets), *settings)
+    return _coco_evaluate(check_images(preds, targets, _check_iou_type(iou_type) == "segm"), *settings)
 
 
 class MeanAveragePrecision(Metric):
     """Accumulating form of :func:`mean_average_precision`: ``update(preds, targets)`` per batch, ``compute()``.
 
-    Inputs are validated and copied to the CPU on ``update``; the evaluation runs over all of them on ``compute``.
+    Inputs are validated and copied to the CPU on ``update`` (masks reduced there to their pixel counts and shared
+    pixels, so a validation set's masks are never held); the evaluation runs over all of them on ``compute``.
     """
 
     def __init__(
@@ -318,15 +352,17 @@ class MeanAveragePrecision(Metric):
         rec_thresholds: Sequence[float] | None = None,
         max_detection_thresholds: Sequence[int] | None = None,
         class_metrics: bool = False,
+        iou_type: str = "bbox",
     ) -> None:
         self._settings = _coco_settings(iou_thresholds, rec_thresholds, max_detection_thresholds, class_metrics)
+        self._with_masks = _check_iou_type(iou_type) == "segm"
         super().__init__()
 
     def reset(self) -> None:
         self._batches: list[Images] = []
 
     def update(self, preds: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]]) -> None:
-        self._batches.append(check_images(preds, targets))
+        self._batches.append(check_images(preds, targets, self._with_masks))
 
     def compute(self) -> dict[str, Tensor]:
-        return _coco_evaluate(merge_images(self._batches), *self._settings)
+        return _coco_evaluate(merge_images(self._batches, self._with_masks), *self._settings)
