@@ -13,6 +13,22 @@ Category ids, which need not be contiguous (COCO's run 1..90 with gaps), map to 
 order, 0 being background; the validation split uses the training split's mapping.
 Each image is scaled so that its longer side is ``image_size`` and padded at the right and bottom to a
 square, so boxes scale by one factor and a batch stacks into one tensor.
+
+With ``with_masks`` (instance segmentation: Mask R-CNN) a target also has ``"masks": UInt8Tensor[K, S, S]``, each
+kept annotation's ``segmentation`` drawn at the image's size, then resized with the image (nearest-exact, as the
+augmentation resizes masks) and padded with it. A segmentation is one of COCO's three forms, read without
+pycocotools (as ``COCO.annToMask`` reads them, which the tests compare with):
+
+* polygons ``[[x1, y1, x2, y2, ...], ...]``: the union of the polygons, a pixel (column j, row i) set when its
+  centre (j + 0.5, i + 0.5) lies inside (even-odd rule). pycocotools digitises the outline on a 1/5-pixel grid
+  instead, so the two differ only on pixels whose centre lies close to the outline (about 1 in 50 of a mask's);
+  a polygon of fewer than three points has no inside (detectron2 drops those too);
+* uncompressed RLE ``{"counts": [n0, n1, ...], "size": [h, w]}`` (COCO's crowds): runs of 0s and 1s, starting
+  with 0s, down the columns (column-major order);
+* compressed RLE ``{"counts": "<string>", "size": [h, w]}``: the same runs in pycocotools' text form. Each run
+  is written as 5-bit groups, least significant first, one character (code − 48) each, bit 0x20 meaning "another
+  group follows" and bit 0x10 of the last group the sign; from the fourth run on, the number written is the
+  difference to the run two before.
 """
 
 from __future__ import annotations
@@ -33,10 +49,10 @@ from torchvision.transforms.functional import pil_to_tensor
 from zoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from zoo.data.base import read_image
 from zoo.data.detection import DetectionDataModule
-from zoo.data.detection_transforms import DetectionAugment
+from zoo.data.detection_transforms import DetectionAugment, resize_masks
 from zoo.data.transforms import check_int, check_mean_std
 
-__all__ = ["CocoDetection", "CocoDetectionDataModule", "read_coco_annotations"]
+__all__ = ["CocoDetection", "CocoDetectionDataModule", "read_coco_annotations", "segmentation_mask"]
 
 
 def _is_int(value: object) -> bool:
@@ -121,6 +137,99 @@ def read_coco_annotations(path: str | Path) -> dict:
     return data
 
 
+# -------------------------------------------------------------------------------------------------- segmentations
+
+
+def _is_polygons(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(polygon, list)
+        and len(polygon) % 2 == 0
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in polygon)
+        for polygon in value
+    )
+
+
+def _is_rle(value: object, height: int, width: int) -> bool:
+    if not isinstance(value, dict) or value.get("size") != [height, width]:
+        return False
+    counts = value.get("counts")
+    return isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts))
+
+
+def polygon_mask(polygon: list[float], height: int, width: int) -> Tensor:
+    """uint8 ``[height, width]``: the pixels whose centre lies inside ``[x1, y1, x2, y2, ...]`` (even-odd rule).
+
+    Each edge that crosses a row's centre line at x sets apart the pixels with centre left of x; a pixel is inside
+    when an odd number of crossings lie right of its centre. An edge spans the half-open range of its ends' y, so a
+    vertex on a centre line is crossed once."""
+    points = torch.tensor(polygon, dtype=torch.float64).view(-1, 2)
+    start, end = points, points.roll(-1, dims=0)
+    centre_y = torch.arange(height, dtype=torch.float64) + 0.5
+    crosses = (start[:, 1:] > centre_y) != (end[:, 1:] > centre_y)  # [edges, rows]
+    edge, row = crosses.nonzero(as_tuple=True)
+    fraction = (centre_y[row] - start[edge, 1]) / (end[edge, 1] - start[edge, 1])
+    crossing_x = start[edge, 0] + fraction * (end[edge, 0] - start[edge, 0])
+    left_of = torch.ceil(crossing_x - 0.5).clamp(0, width).long()  # pixels j with j + 0.5 < x
+    counts = torch.zeros(height, width + 1, dtype=torch.long)
+    counts.index_put_((row, left_of), torch.ones_like(row), accumulate=True)
+    crossings_right = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # [i, j]: crossings with left_of > j
+    return (crossings_right % 2).to(torch.uint8)
+
+
+def _string_counts(text: str) -> list[int]:
+    """The runs of a compressed RLE string (module docstring)."""
+    counts: list[int] = []
+    value = shift = 0
+    for char in text:
+        code = ord(char) - 48
+        value |= (code & 0x1F) << shift
+        shift += 5
+        if code & 0x20:
+            continue  # another 5-bit group of this run follows
+        if code & 0x10:
+            value -= 1 << shift  # the sign bit: a negative difference
+        counts.append(value + counts[-2] if len(counts) > 2 else value)
+        value = shift = 0
+    return counts
+
+
+def _runs_mask(counts: list[int], height: int, width: int) -> Tensor | None:
+    """uint8 ``[height, width]`` from column-major runs of 0s and 1s; None where they do not fill the image."""
+    counts = torch.tensor(counts, dtype=torch.int64)
+    if (counts < 0).any() or int(counts.sum()) != height * width:
+        return None
+    values = (torch.arange(len(counts)) % 2).to(torch.uint8)
+    return torch.repeat_interleave(values, counts).view(width, height).T.contiguous()
+
+
+def _check_segmentation(segmentation: object, height: int, width: int, where: str) -> None:
+    """A ValueError naming ``where`` unless ``segmentation`` has one of COCO's forms (RLE runs are counted only
+    when it is drawn)."""
+    if not (_is_polygons(segmentation) or _is_rle(segmentation, height, width)):
+        raise ValueError(
+            f"{where}: expected a segmentation of polygons [[x1, y1, x2, y2, ...], ...] (an even count of numbers "
+            f"each) or RLE {{'counts', 'size': [{height}, {width}]}} (the image's height and width), "
+            f"got {str(segmentation):.80}"
+        )
+
+
+def segmentation_mask(segmentation: list | dict, height: int, width: int, where: str = "segmentation") -> Tensor:
+    """uint8 ``[height, width]`` of a COCO ``segmentation``: polygons, uncompressed or compressed RLE (module
+    docstring), as ``pycocotools.coco.COCO.annToMask``; a ValueError naming ``where`` when it is none of them or its
+    runs do not fill the image."""
+    _check_segmentation(segmentation, height, width, where)
+    if isinstance(segmentation, list):
+        mask = torch.zeros(height, width, dtype=torch.uint8)
+        for polygon in segmentation:
+            mask |= polygon_mask(polygon, height, width)
+        return mask
+    counts = segmentation["counts"]
+    mask = _runs_mask(_string_counts(counts) if isinstance(counts, str) else counts, height, width)
+    if mask is None:
+        raise ValueError(f"{where}: RLE counts must be runs >= 0 adding up to {height} × {width} pixels")
+    return mask
+
+
 def _clip_boxes(path: Path, boxes: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor]:
     """xyxy ``boxes`` (K, 4) clipped to their image's ``sizes`` (K, 2) as (width, height), and the mask of
     those with area left; warns once with the counts when any box reached outside its image."""
@@ -138,7 +247,8 @@ def _clip_boxes(path: Path, boxes: Tensor, sizes: Tensor) -> tuple[Tensor, Tenso
 
 
 class CocoDetection(Dataset):
-    """Images and xyxy targets of a COCO split, resized to ``image_size`` (longer side) and padded square."""
+    """Images and xyxy targets of a COCO split, resized to ``image_size`` (longer side) and padded square;
+    ``with_masks`` adds each object's mask (module docstring)."""
 
     def __init__(
         self,
@@ -148,8 +258,12 @@ class CocoDetection(Dataset):
         category_to_label: dict[int, int] | None = None,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        with_masks: bool = False,
     ) -> None:
         check_int("image_size", image_size, 1)
+        if not isinstance(with_masks, bool):
+            raise TypeError(f"with_masks must be true or false, got {with_masks!r}")
+        self.with_masks = with_masks
         check_mean_std(mean, std, 3)
         self.annotation_file = Path(annotation_file)
         data = read_coco_annotations(self.annotation_file)
@@ -165,8 +279,9 @@ class CocoDetection(Dataset):
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
 
-    def _targets(self, data: dict) -> dict[int, tuple[Tensor, Tensor]]:
-        """image id → (xyxy boxes in the image's pixels, labels), clipped to the image."""
+    def _targets(self, data: dict) -> dict[int, tuple[Tensor, Tensor, list[dict]]]:
+        """image id → (xyxy boxes in the image's pixels, labels, annotations), clipped to the image; the
+        annotations, whose segmentations are checked here and drawn when the image is read, only ``with_masks``."""
         unknown = {a["category_id"] for a in data["annotations"]} - set(self.category_to_label)
         if unknown:
             raise ValueError(
@@ -183,11 +298,28 @@ class CocoDetection(Dataset):
         )
         boxes = boxes.float()
         labels = torch.tensor([self.category_to_label[a["category_id"]] for a in kept], dtype=torch.int64)
+        kept_rows = keep.nonzero()[:, 0].tolist()
         rows: dict[int, list[int]] = {i: [] for i in sizes}
-        for row in keep.nonzero()[:, 0].tolist():
+        for row in kept_rows:
             rows[kept[row]["image_id"]].append(row)
+        if self.with_masks:
+            self._check_segmentations([kept[row] for row in kept_rows], sizes)
         indices = {i: torch.tensor(r, dtype=torch.int64) for i, r in rows.items()}
-        return {i: (boxes[r], labels[r]) for i, r in indices.items()}
+        return {
+            i: (boxes[r], labels[r], [kept[row] for row in rows[i]] if self.with_masks else [])
+            for i, r in indices.items()
+        }
+
+    def _where(self, annotation: dict) -> str:
+        return f"COCO: {self.annotation_file}: annotation {annotation.get('id')} (image {annotation['image_id']})"
+
+    def _check_segmentations(self, annotations: list[dict], sizes: dict[int, tuple[int, int]]) -> None:
+        for annotation in annotations:
+            width, height = sizes[annotation["image_id"]]
+            where = self._where(annotation)
+            if "segmentation" not in annotation:
+                raise ValueError(f"{where} has no 'segmentation', which with_masks needs (polygons or RLE)")
+            _check_segmentation(annotation["segmentation"], height, width, where)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -210,15 +342,22 @@ class CocoDetection(Dataset):
         new_size = (max(1, round(height * scale)), max(1, round(width * scale)))
         image = F.interpolate(image[None], size=new_size, mode="bilinear", align_corners=False, antialias=True)[0]
         image = (image - self.mean) / self.std
-        image = F.pad(image, (0, self.image_size - new_size[1], 0, self.image_size - new_size[0]))
-        boxes, labels = self.targets[info["id"]]
+        padding = (0, self.image_size - new_size[1], 0, self.image_size - new_size[0])
+        image = F.pad(image, padding)
+        boxes, labels, annotations = self.targets[info["id"]]
         boxes = boxes * torch.tensor([new_size[1] / width, new_size[0] / height] * 2)
-        return image, {"boxes": boxes, "labels": labels.clone(), "image_id": info["id"]}
+        target = {"boxes": boxes, "labels": labels.clone(), "image_id": info["id"]}
+        if self.with_masks:
+            masks = [segmentation_mask(a["segmentation"], height, width, self._where(a)) for a in annotations]
+            masks = torch.stack(masks) if masks else torch.zeros(0, height, width, dtype=torch.uint8)
+            target["masks"] = F.pad(resize_masks(masks, new_size), padding)
+        return image, target
 
 
 class CocoDetectionDataModule(DetectionDataModule):
-    """``data=coco``: train and val splits, each an instances JSON plus an image folder; ``augment`` augments
-    the training split (:class:`~zoo.data.detection_transforms.DetectionAugment`)."""
+    """``data=coco``: train and val splits, each an instances JSON plus an image folder; ``with_masks`` adds the
+    instance masks, ``augment`` augments the training split
+    (:class:`~zoo.data.detection_transforms.DetectionAugment`)."""
 
     in_chans = 3
 
@@ -233,9 +372,13 @@ class CocoDetectionDataModule(DetectionDataModule):
         num_workers: int = 2,
         seed: int = 0,
         augment: Mapping | None = None,
+        with_masks: bool = False,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         check_int("data.image_size", image_size, 1)
+        if not isinstance(with_masks, bool):
+            raise TypeError(f"data.with_masks must be true or false, got {with_masks!r}")
+        self.with_masks = with_masks
         self.augment = DetectionAugment.from_config(augment)
         self.paths = (train_annotations, train_images, val_annotations, val_images)
         self.image_size = image_size
@@ -246,6 +389,7 @@ class CocoDetectionDataModule(DetectionDataModule):
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         train_annotations, train_images, val_annotations, val_images = self.paths
-        train = CocoDetection(train_annotations, train_images, self.image_size, self.category_to_label)
-        val = CocoDetection(val_annotations, val_images, self.image_size, self.category_to_label)
+        options = {"category_to_label": self.category_to_label, "with_masks": self.with_masks}
+        train = CocoDetection(train_annotations, train_images, self.image_size, **options)
+        val = CocoDetection(val_annotations, val_images, self.image_size, **options)
         return train, val

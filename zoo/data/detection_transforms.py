@@ -59,6 +59,7 @@ __all__ = [
     "check_sample",
     "horizontal_flip",
     "mosaic",
+    "resize_masks",
     "resized_crop",
 ]
 
@@ -143,7 +144,7 @@ def _keep_visible(target: dict, moved: Tensor, size: tuple[int, int], min_area_f
     return kept
 
 
-def _resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
+def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
     """Nearest-exact resize: output pixel j samples the input pixel whose span holds its centre."""
     if len(masks) == 0:
         return masks.new_zeros(0, *size)
@@ -198,7 +199,7 @@ def resized_crop(
     factor = torch.tensor([size[1] / width, size[0] / height] * 2)
     moved = (target["boxes"] - torch.tensor([left, top, left, top], dtype=torch.float32)) * factor
     if "masks" in target:
-        target = {**target, "masks": _resize_masks(target["masks"][:, top : top + height, left : left + width], size)}
+        target = {**target, "masks": resize_masks(target["masks"][:, top : top + height, left : left + width], size)}
     return resized, _keep_visible(target, moved, size, min_area_fraction)
 
 
@@ -308,7 +309,7 @@ def mosaic(
         moved = target["boxes"] * factor + torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
         part = {"boxes": target["boxes"], "labels": target["labels"]}
         if "masks" in target:
-            masks = _resize_masks(target["masks"], half)
+            masks = resize_masks(target["masks"], half)
             part["masks"] = masks.new_zeros(len(masks), height, width)
             part["masks"][:, top:bottom, left:right] = masks[:, top - y0 : bottom - y0, left - x0 : right - x0]
         parts.append(_keep_visible(part, moved, (height, width), min_area_fraction))
