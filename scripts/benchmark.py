@@ -11,6 +11,9 @@ Medians are reported with the ratio ours / reference (target ≤ 1.05).
     python scripts/benchmark.py --ops --out docs      # the ops section: docs/benchmark_ops.md and .png
     python scripts/benchmark.py --attention --out docs  # hand-written attention vs F.scaled_dot_product_attention
     python scripts/benchmark.py --pattern 'vit_b_16,swin_t' --out docs   # the transformers against their references
+    # detectors (summed losses) and segmenters against torchvision and smp:
+    python scripts/benchmark.py --pattern '*_fpn,ssd*,fcn_resnet50,lraspp*,*unet*_resnet34,*pn_resnet34,psp*34' \
+        --batch-size 2 --input-size 320 --repeats 3 --out docs/dense
 
     python scripts/benchmark.py --training --out docs # train.py overhead and data speed: docs/benchmark_training.md
     python scripts/benchmark.py --gpu --out docs      # ResNet-50 bf16 training throughput on a GPU (see below)
@@ -53,25 +56,52 @@ def _time(fn, device: torch.device) -> float:
 
 
 def _logits(output):
-    return output if isinstance(output, torch.Tensor) else output[0]
+    if isinstance(output, torch.Tensor):
+        return output
+    return output["out"] if isinstance(output, dict) else output[0]  # a segmenter's {"out", "aux"}; a tuple
+
+
+def _detection_targets(batch_size: int, side: int, masks: bool, device: torch.device) -> list[dict]:
+    """Two boxes per image (labels 1 and 2), with their filled-box masks for Mask R-CNN."""
+    boxes = torch.tensor([[0.1, 0.1, 0.5, 0.6], [0.4, 0.3, 0.9, 0.8]], device=device) * side
+    targets = []
+    for _ in range(batch_size):
+        target = {"boxes": boxes, "labels": torch.tensor([1, 2], device=device)}
+        if masks:
+            grid = torch.arange(side, device=device) + 0.5
+            inside_x = (grid >= boxes[:, None, 0]) & (grid <= boxes[:, None, 2])
+            inside_y = (grid >= boxes[:, None, 1]) & (grid <= boxes[:, None, 3])
+            target["masks"] = (inside_y[:, :, None] & inside_x[:, None, :]).to(torch.uint8)
+        targets.append(target)
+    return targets
 
 
 def compare(name: str, batch_size: int, side: int, repeats: int, device: torch.device) -> dict:
-    ours = zoo.create_model(name).to(device)
+    """Forward (eval, no grad) and forward+backward (train) of ours and the reference on the same input: a
+    classifier's or segmenter's summed output, a detector's summed losses on fixed targets (its eval forward
+    includes its post-processing). Detectors take their images at ``side`` and resize them as they are built to."""
+    spec = zoo.model_spec(name)
+    ours = zoo.create_model(name, **spec.reference_build_kwargs).to(device)
     reference = build_reference(name).to(device)
     zoo.load_reference_weights(ours, reference.state_dict())
-    side = max(side, *getattr(ours, "min_input_size", (side, side)))
+    side = max(side, *spec.min_input_size)
     x = torch.randn(batch_size, 3, side, side, device=device)
+    if spec.task == "detection":
+        x = x.uniform_()  # images in [0, 1], as the detectors' transforms expect
+        targets = _detection_targets(batch_size, side, masks="mask" in name, device=device)
 
     def forward(model):
         model.eval()
         with torch.no_grad():
-            model(x)
+            model(list(x) if spec.task == "detection" else x)
 
     def forward_backward(model):
         model.train()
         model.zero_grad(set_to_none=True)
-        _logits(model(x)).float().mean().backward()
+        if spec.task == "detection":
+            sum(model(list(x), targets).values()).backward()
+        else:
+            _logits(model(x)).float().mean().backward()
 
     result = {"model": name, "input": side, "batch": batch_size}
     for label, step in (("forward", forward), ("forward+backward", forward_backward)):
@@ -343,7 +373,12 @@ def main() -> None:
             args.out.mkdir(parents=True, exist_ok=True)
             write_ops_report(rows, args.out, machine)
         return
-    names = [n for n in zoo.list_models(args.pattern.split(",")) if reference_source(n) is not None]
+    # DETR's reference (transformers) takes pixel values and its own label format: it is compared in its tests.
+    names = [
+        n
+        for n in zoo.list_models(args.pattern.split(","))
+        if reference_source(n) is not None and reference_source(n)[0] != "transformers"
+    ]
     rows = [compare(n, args.batch_size, args.input_size, args.repeats, device) for n in tqdm(names, unit="model")]
     print(f"\n{'model':<22}{'fwd ours/ref ms':>20}{'ratio':>8}{'fwd+bwd ours/ref ms':>24}{'ratio':>8}   ({machine})")
     for r in rows:

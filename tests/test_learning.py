@@ -49,6 +49,7 @@ def test_default_run_reaches_80_percent(tmp_path, all_cores):
 LEARNING_TARGETS = {
     "yolov3_mobilenet_v2": ("val/map_50", 0.5),
     "faster_rcnn_resnet18_fpn": ("val/map_50", 0.5),
+    "fcos_resnet18_fpn": ("val/map_50", 0.5),
     "deeplabv3_mobilenet_v3_large": ("val/miou", 0.6),
 }
 
