@@ -51,6 +51,7 @@ LEARNING_TARGETS = {
     "faster_rcnn_resnet18_fpn": ("val/map_50", 0.5),
     "fcos_resnet18_fpn": ("val/map_50", 0.5),
     "deeplabv3_mobilenet_v3_large": ("val/miou", 0.6),
+    "lraspp_mobilenet_v3_large": ("val/miou", 0.6),
 }
 
 
