@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from metrics.test_detection import STATS, _mean_defined, assert_stats
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -23,20 +24,6 @@ from pycocotools.cocoeval import COCOeval
 import zoo.metrics.detection_inputs
 from zoo.metrics import MeanAveragePrecision, mean_average_precision
 
-STATS = [
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-]
 KEYS = [*STATS, "map_per_class", "mar_100_per_class", "classes"]
 HEIGHT, WIDTH = 150, 170
 
@@ -161,15 +148,6 @@ def cocoeval_segm(preds, targets, iou_thresholds=None, rec_thresholds=None, max_
         evaluation.accumulate()
         evaluation.summarize()
     return evaluation
-
-
-def _mean_defined(values):
-    return float(values[values > -1].mean()) if (values > -1).any() else -1.0
-
-
-def assert_stats(result, evaluation):
-    ours = np.array([float(result[key]) for key in STATS])
-    np.testing.assert_allclose(ours, evaluation.stats, rtol=0, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------- pycocotools
